@@ -1,0 +1,1 @@
+"""Audio input/output, datasets and manifests."""
