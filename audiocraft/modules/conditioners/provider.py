@@ -77,13 +77,13 @@ class ConditioningProvider(nn.Module):
         return out
 
     def tokenize(self, inputs: Sequence[ConditioningAttributes]) -> Dict[str, Any]:
-        """Per-attribute inputs ready for :meth:`forward` (text tokenized, waveforms padded)."""
+        """Per-attribute inputs ready for :meth:`forward` (text tokenized, waveforms padded).
+
+        Text attributes a sample lacks count as None (no text).
+        """
         if not all(isinstance(x, ConditioningAttributes) for x in inputs):
             raise TypeError("ConditioningProvider.tokenize expects a list of ConditioningAttributes")
-        for sample in inputs:
-            unknown = (set(sample.text) | set(sample.wav)) - set(self.conditioners)
-            if unknown:
-                raise ValueError(f"unknown condition(s) {sorted(unknown)}: this model knows {sorted(self.conditioners)}")
+        # Attributes without a conditioner (e.g. a dataset's 'artist' for a text-only model) are ignored.
         tokenized: Dict[str, Any] = {}
         for name, texts in self._collate_text(inputs).items():
             tokenized[name] = self.conditioners[name].tokenize(texts)
