@@ -73,6 +73,12 @@ class _PretrainedTextEncoder(TextConditioner):
     def _load(self):  # -> (tokenizer, encoder)
         raise NotImplementedError
 
+    def set_pretrained(self, tokenizer, encoder: nn.Module) -> None:
+        """Use this tokenizer and encoder instead of loading ``name`` (e.g. weights from a transformers checkpoint)."""
+        encoder.eval().requires_grad_(False)
+        self.__dict__["_tokenizer"] = tokenizer
+        self.__dict__["_encoder"] = encoder
+
     @property
     def encoder(self) -> nn.Module:
         if self.__dict__["_encoder"] is None:
