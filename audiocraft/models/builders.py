@@ -184,10 +184,11 @@ def get_debug_compression_model(device: torch.device | str = "cpu", sample_rate:
     if ratios is None:
         raise ValueError(f"`sample_rate` must be 16000 or 32000 for the debug compression model, got {sample_rate}.")
     seanet = dict(num_filters=4, num_residual_layers=1, dimension=32, ratios=ratios)
-    encoder, decoder = SEANetEncoder(**seanet), SEANetDecoder(**seanet)
-    quantizer = qt.ResidualVectorQuantizer(dimension=32, num_codebooks=4, codebook_size=400)
-    generator = torch.Generator().manual_seed(0)
-    quantizer(torch.randn(8, 32, 128, generator=generator), 1.0)  # k-means initialisation
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the same debug model in every process
+        encoder, decoder = SEANetEncoder(**seanet), SEANetDecoder(**seanet)
+        quantizer = qt.ResidualVectorQuantizer(dimension=32, num_codebooks=4, codebook_size=400, kmeans_iters=10)
+        quantizer(torch.randn(8, 32, 128), 1.0)  # k-means initialisation
     model = EncodecModel(encoder, decoder, quantizer, frame_rate=sample_rate / encoder.hop_length,
                          sample_rate=sample_rate, channels=1)
     return model.to(device).eval()
@@ -308,10 +309,12 @@ def get_debug_lm_model(device: torch.device | str = "cpu", card: int = 400, n_q:
 
     Conditioned on a ``description`` through a lookup table (works offline).
     """
-    provider = ConditioningProvider({"description": LUTConditioner(n_bins=128, dim=16, output_dim=16)})
-    fuser = ConditionFuser({"cross": ["description"]})
-    model = LMModel(DelayedPatternProvider(n_q), provider, fuser, n_q=n_q, card=card, dim=16, num_heads=2,
-                    num_layers=2, hidden_scale=2, norm_first=True, bias_proj=False, weight_init="gaussian",
-                    cfg_coef=3.0, transformer_kwargs={"causal": True, "cross_attention": True, "activation": "gelu",
-                                                      "bias_ff": False, "bias_attn": False})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the same debug model in every process
+        provider = ConditioningProvider({"description": LUTConditioner(n_bins=128, dim=16, output_dim=16)})
+        fuser = ConditionFuser({"cross": ["description"]})
+        model = LMModel(DelayedPatternProvider(n_q), provider, fuser, n_q=n_q, card=card, dim=16, num_heads=2,
+                        num_layers=2, hidden_scale=2, norm_first=True, bias_proj=False, weight_init="gaussian",
+                        cfg_coef=3.0, transformer_kwargs={"causal": True, "cross_attention": True,
+                                                          "activation": "gelu", "bias_ff": False, "bias_attn": False})
     return model.to(device).eval()

@@ -18,8 +18,8 @@ def multinomial(probs: torch.Tensor, num_samples: int = 1, generator: Optional[t
 
 
 def sample_top_k(probs: torch.Tensor, k: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Sample among the ``k`` most likely tokens (ties with the k-th value are kept)."""
-    kth_value = torch.topk(probs, k, dim=-1).values[..., -1:]
+    """Sample among the ``k`` most likely tokens (ties with the k-th value are kept; k is capped at V)."""
+    kth_value = torch.topk(probs, min(k, probs.shape[-1]), dim=-1).values[..., -1:]
     kept = probs * (probs >= kth_value).to(probs.dtype)
     kept = kept / kept.sum(dim=-1, keepdim=True)
     return multinomial(kept, 1, generator=generator)
