@@ -17,9 +17,11 @@ class AudioGen(BaseGenModel):
         self.set_generation_params(duration=5)
 
     @staticmethod
-    def get_pretrained(name: Optional[str] = "facebook/audiogen-medium", device=None,
-                       dtype: Optional[torch.dtype] = None) -> "AudioGen":
-        """Load an AudioGen: 'facebook/audiogen-medium' (hub, cached), a local folder, or 'debug'."""
+    def get_pretrained(name: Optional[str] = "facebook/audiogen-medium", device=None, dtype=None) -> "AudioGen":
+        """Load an AudioGen: 'facebook/audiogen-medium' (hub, cached), a local folder, or 'debug'.
+
+        ``dtype``: None (float32), torch.bfloat16 or 'int8' (weight-only, see MusicGen.get_pretrained).
+        """
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if name is None:

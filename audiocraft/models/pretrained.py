@@ -14,6 +14,7 @@ import torch
 
 from . import builders, loaders
 from .encodec import CompressionModel, InterleaveStereoCompressionModel
+from ..modules.low_precision import lower_precision_
 from .lm import LMModel
 
 #: Folder of the model that ships inside the package (works offline).
@@ -34,10 +35,12 @@ def _is_transformers_folder(path: Path) -> bool:
     return is_transformers_musicgen_folder(path)
 
 
-def load_pretrained_parts(name: Optional[str], device, dtype: Optional[torch.dtype] = None
+def load_pretrained_parts(name: Optional[str], device, dtype=None
                           ) -> Tuple[str, CompressionModel, LMModel, Optional[float]]:
     """Resolve ``name`` and load ``(name, compression_model, lm, max_duration)``, in eval mode on ``device``.
 
+    ``dtype``: None / torch.float32 (exact), torch.bfloat16 or 'int8' for weight-only low
+    precision of the LM's linear layers (faster CPU decoding, see ``modules.low_precision``).
     ``max_duration`` is None when the LM's config gives it (``lm.cfg.dataset.segment_duration``).
     """
     if name == "debug":
@@ -65,9 +68,19 @@ def load_pretrained_parts(name: Optional[str], device, dtype: Optional[torch.dty
             f"checkpoint {name!r}: the LM predicts {lm.num_codebooks} codebooks but the compression model "
             f"produces {compression_model.num_codebooks}; state_dict.bin and compression_state_dict.bin do not "
             "belong to the same model")
-    if dtype is not None:
-        lm = lm.to(dtype=dtype)
+    mode = _low_precision_mode(dtype)
+    if mode is not None:
+        lower_precision_(lm, mode)
     return name, compression_model.to(device).eval(), lm.to(device).eval(), None
+
+
+def _low_precision_mode(dtype) -> Optional[str]:
+    """None (float32) or the weight-only mode named by ``dtype``."""
+    names = {None: None, torch.float32: None, "float32": None, torch.bfloat16: "bfloat16", "bfloat16": "bfloat16",
+             torch.int8: "int8", "int8": "int8"}
+    if dtype not in names:
+        raise ValueError(f"dtype must be None/torch.float32, torch.bfloat16 or 'int8' (weight-only), got {dtype!r}")
+    return names[dtype]
 
 
 def _match_stereo(compression_model: CompressionModel, lm: LMModel) -> CompressionModel:

@@ -107,6 +107,14 @@ class StreamingMultiheadAttention(StreamingModule):
             self.register_parameter("in_proj_bias", None)
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, device=device, dtype=dtype)
         nn.init.xavier_uniform_(self.in_proj_weight)
+        self._low_precision_in_proj: Optional[nn.Module] = None
+
+    def use_low_precision(self, in_proj: nn.Module) -> None:
+        """Replace the input projection by a low-precision one (inference only, see ``low_precision``)."""
+        self._low_precision_in_proj = in_proj
+        del self.in_proj_weight
+        self.register_parameter("in_proj_weight", None)
+        self.register_parameter("in_proj_bias", None)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """[B, T, D] -> [B, H, T, D/H]"""
@@ -114,6 +122,9 @@ class StreamingMultiheadAttention(StreamingModule):
         return x.view(B, T, self.num_heads, -1).transpose(1, 2)
 
     def _project(self, x: torch.Tensor, part: slice) -> torch.Tensor:
+        """Rows ``part`` of the packed q/k/v projection: [B, T, D] -> [B, T, len(part)]."""
+        if self._low_precision_in_proj is not None:
+            return self._low_precision_in_proj(x, part.start, part.stop)
         bias = None if self.in_proj_bias is None else self.in_proj_bias[part]
         return F.linear(x, self.in_proj_weight[part], bias)
 
@@ -181,7 +192,7 @@ class StreamingMultiheadAttention(StreamingModule):
             mask = None
         else:
             B, T, _ = query.shape
-            packed = F.linear(query, self.in_proj_weight, self.in_proj_bias)
+            packed = self._project(query, slice(0, 3 * D))
             q, k, v = packed.view(B, T, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
             k, v, past = self._append_kv(k, v)
             mask = self._self_attention_mask(T, past, query.device)
