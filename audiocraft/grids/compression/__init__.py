@@ -1,0 +1,1 @@
+"""Grids of compression (EnCodec) experiments: ``dora -P audiocraft grid compression.<name>``."""

@@ -1,0 +1,281 @@
+"""EnCodec training: the compression task for the generic loop of :mod:`audiocraft.solvers.base`.
+
+Per batch ``x`` [B, C, T]: the model reconstructs ``y = model(x).x``; the discriminators
+(``adversarial.adversaries``) take one step on (y, x) every ``adversarial.every`` batches on
+average; then the generator is trained on the weighted losses ``losses.{adv, feat, l1, mel, msspec,
+sisnr}`` combined by the loss :class:`~audiocraft.losses.Balancer`, plus the quantizer's commitment
+penalty (weight 1, outside the balancer). Losses with weight 0 are only logged.
+
+Valid reports the same losses; evaluate reports ``sisnr`` (AudioCraft's SI-SNR loss, i.e. minus the
+SI-SNR in dB: lower is better) and ``mel`` (mel-spectrogram L1 distance) on the evaluate split;
+generate writes reconstructions and references to ``<xp folder>/samples/epoch_<N>/``.
+
+:func:`export_compression` turns a training checkpoint into ``compression_state_dict.bin``, the
+released format that :meth:`CompressionModel.get_pretrained` loads.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from ..models import builders as model_builders
+from ..models.encodec import CompressionModel, EncodecModel
+from ..utils import checkpoint, distributed
+from . import builders
+from .base import StandardSolver, StepOutput
+from .monitor import Averager, Progress
+
+logger = logging.getLogger("audiocraft.solver")
+
+_AUDIO_WRITE_KEYS = ("format", "strategy", "mp3_rate", "ogg_rate", "normalize", "peak_clip_headroom_db",
+                     "rms_headroom_db", "loudness_headroom_db", "loudness_compressor")
+
+
+class _BalancerState:
+    """Checkpoint entry of the balancer's running averages of gradient norms.
+
+    Uses the balancer's own ``state_dict``/``load_state_dict`` when it has them; otherwise saves
+    its averaging fields (``_ema_sums``, ``_ema_weights`` of :class:`audiocraft.losses.Balancer`).
+    """
+    _FIELDS = ("_ema_sums", "_ema_weights")
+
+    def __init__(self, balancer: Any) -> None:
+        self.balancer = balancer
+
+    def state_dict(self) -> dict:
+        if hasattr(self.balancer, "state_dict"):
+            return self.balancer.state_dict()
+        return {name: dict(getattr(self.balancer, name)) for name in self._FIELDS if hasattr(self.balancer, name)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if hasattr(self.balancer, "load_state_dict"):
+            self.balancer.load_state_dict(state)
+            return
+        for name, value in state.items():
+            setattr(self.balancer, name, dict(value))
+
+
+class CompressionSolver(StandardSolver):
+    """Trains an :class:`~audiocraft.models.EncodecModel` (see the module docstring)."""
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        if cfg.fsdp.use:
+            raise ValueError("fsdp.use=true is not supported by the compression solver; set fsdp.use=false.")
+        if self.autocast_enabled and self.autocast_dtype == torch.float16 and self.device.type == "cuda":
+            raise ValueError("The compression solver cannot use float16 autocast: its loss balancer backpropagates "
+                             "without gradient scaling. Use autocast_dtype=bfloat16 or autocast=false.")
+        if cfg.evaluate.metrics.get("visqol"):
+            raise ValueError("evaluate.metrics.visqol=true is not available in this implementation; set it to false.")
+        self.model = model_builders.get_compression_model(cfg).to(self.device)
+        self.optimizer = builders.get_optimizer(self.model.parameters(), cfg.optim)
+        self.adv_losses = builders.get_adversarial_losses(cfg, self.device)
+        self.aux_losses, self.info_losses = nn.ModuleDict(), nn.ModuleDict()
+        weights: dict[str, float] = {}
+        for name, weight in builders.as_dict(cfg.losses, "losses").items():
+            if name in ("adv", "feat"):
+                weights.update({f"{name}_{adversary}": float(weight) for adversary in self.adv_losses})
+            elif weight > 0:
+                self.aux_losses[name] = builders.get_loss(name, cfg).to(self.device)
+                weights[name] = float(weight)
+            else:
+                self.info_losses[name] = builders.get_loss(name, cfg).to(self.device)
+        self.loss_weights = weights
+        self.balancer = builders.get_balancer(weights, cfg.balancer) if weights else None
+        self.register_stateful("model", "optimizer", "adv_losses")  # adv_losses include their optimizers
+        if self.balancer is not None:
+            self.balancer_state = _BalancerState(self.balancer)
+            self.register_stateful("balancer_state")  # its gradient-norm averages, for an exact resume
+        self.register_best_state("model")
+        self.register_ema("model")
+
+    def build_dataloaders(self) -> None:
+        self.dataloaders = builders.get_audio_datasets(self.cfg, dataset_type="audio")
+
+    def show(self) -> None:
+        super().show()
+        logger.info("Codebooks: %d; adversaries: %s; losses: %s; logged only: %s", self.model.total_codebooks,
+                    list(self.adv_losses), self.loss_weights, list(self.info_losses))
+
+    # ------------------------------------------------------------------ one batch
+    def run_step(self, batch: Any) -> StepOutput:
+        wav = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = wav.to(self.device)
+        result = self.model(x)
+        y_pred = result.x
+        metrics: dict[str, Any] = {"bandwidth": result.bandwidth.mean()}
+
+        if self.is_training and len(self.adv_losses) > 0:
+            if torch.rand(1, generator=self.rng).item() <= 1 / float(self.cfg.adversarial.every):
+                d_losses = {f"d_{name}": adversary.train_adv(y_pred.detach(), x, before_step=_average_gradients)
+                            for name, adversary in self.adv_losses.items()}
+                metrics["d_loss"] = torch.stack([torch.as_tensor(v) for v in d_losses.values()]).sum()
+                metrics.update(d_losses)
+
+        balanced: dict[str, torch.Tensor] = {}
+        for name, adversary in self.adv_losses.items():
+            balanced[f"adv_{name}"], balanced[f"feat_{name}"] = adversary(y_pred, x)
+        for name, criterion in self.aux_losses.items():
+            balanced[name] = criterion(y_pred, x)
+        metrics.update(balanced)
+        if result.penalty is not None:
+            metrics["penalty"] = result.penalty
+        metrics.update(result.metrics)
+
+        if self.is_training:
+            if result.penalty is not None and result.penalty.requires_grad:
+                result.penalty.backward(retain_graph=True)  # commitment loss, weight 1, not balanced
+                metrics["ratio1"] = _grad_norm(self.model)
+            if balanced:
+                metrics["g_loss"] = self.balancer.backward(balanced, y_pred)
+                metrics.update(self.balancer.metrics)
+            metrics["ratio2"] = _grad_norm(self.model)
+        else:
+            metrics["g_loss"] = sum(self.loss_weights[name] * loss for name, loss in balanced.items()) \
+                if balanced else torch.zeros(())
+
+        with torch.no_grad():
+            for name, criterion in self.info_losses.items():
+                metrics[name] = criterion(y_pred, x)
+        for prefix in ("adv", "feat"):
+            parts = [value for key, value in balanced.items() if key.startswith(prefix + "_")]
+            if parts:
+                metrics[prefix] = torch.stack(parts).sum()
+        return StepOutput(metrics=metrics, loss=None)
+
+    # ------------------------------------------------------------------ evaluate / generate
+    def evaluate(self) -> dict[str, float]:
+        """SI-SNR loss (``sisnr``, minus dB) and mel L1 distance (``mel``) of the evaluate split's reconstructions."""
+        if "evaluate" not in self.dataloaders:
+            return {}
+        self.model.eval()
+        loader = self.dataloaders["evaluate"]
+        criteria = {"mel": builders.get_loss("mel", self.cfg).to(self.device)}
+        if self.cfg.evaluate.metrics.get("sisnr", True):
+            criteria["sisnr"] = builders.get_loss("sisnr", self.cfg).to(self.device)
+        average = Averager()
+        progress = Progress(loader, "evaluate", self.epoch, len(loader), int(self.cfg.logging.log_updates))
+        for batch in progress:
+            wav = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(self.device)
+            y_pred = self.model(wav).x
+            progress.update(average.update({name: criterion(y_pred, wav) for name, criterion in criteria.items()}))
+        return distributed.average_metrics(average.value(), len(loader))
+
+    def generate(self) -> None:
+        """Write the reconstructions (``<index>.<format>``) and references (``<index>_reference.<format>``)."""
+        if "generate" not in self.dataloaders:
+            return
+        from ..data.audio import audio_write
+        from ..data.audio_utils import convert_audio
+
+        self.model.eval()
+        loader = self.dataloaders["generate"]
+        audio_cfg = builders.as_dict(self.cfg.generate.audio, "generate.audio")
+        out_rate = int(audio_cfg.get("sample_rate") or self.model.sample_rate)
+        write_kwargs = {key: audio_cfg[key] for key in _AUDIO_WRITE_KEYS if audio_cfg.get(key) is not None}
+        folder = self.folder / str(self.cfg.generate.path) / f"epoch_{self.epoch}"
+        rank, world = distributed.rank(), distributed.world_size()
+        position = 0
+        for batch in Progress(loader, "generate", self.epoch, len(loader), int(self.cfg.logging.log_updates)):
+            wav = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(self.device)
+            y_pred = self.model(wav).x
+            for reference, estimate in zip(wav.cpu(), y_pred.float().cpu()):
+                index = rank + position * world  # position of the item in the (unsharded) split
+                position += 1
+                for suffix, audio in (("", estimate), ("_reference", reference)):
+                    audio = convert_audio(audio, self.model.sample_rate, out_rate, audio.shape[0])
+                    audio_write(folder / f"{index:05d}{suffix}", audio, out_rate, **write_kwargs)
+        logger.info("Samples written to %s", folder)
+
+    # ------------------------------------------------------------------ loading models
+    def load_from_pretrained(self, name: str) -> dict:
+        model = CompressionModel.get_pretrained(name)
+        if not isinstance(model, EncodecModel):
+            raise ValueError(f"continue_from=//pretrained/{name}: only AudioCraft EnCodec checkpoints can be "
+                             f"fine-tuned, got a {type(model).__name__}.")
+        return {"best_state": {"model": model.state_dict()}}
+
+    @staticmethod
+    def model_from_checkpoint(checkpoint_path: str | Path, device: torch.device | str = "cpu") -> CompressionModel:
+        """A compression model (eval mode) from ``//pretrained/<name>``, ``//sig/<sig>``, an experiment folder or a
+        checkpoint file (its best state, i.e. the EMA weights when EMA is on)."""
+        source = str(checkpoint_path)
+        if source.startswith(checkpoint.PRETRAINED_PREFIX):
+            return CompressionModel.get_pretrained(source[len(checkpoint.PRETRAINED_PREFIX):], device=device)
+        cfg, state = _best_model_state(source)
+        model = model_builders.get_compression_model(cfg)
+        model.load_state_dict(state)
+        return model.to(device).eval()
+
+    @staticmethod
+    def wrapped_model_from_checkpoint(cfg: DictConfig, checkpoint_path: str | Path,
+                                      device: torch.device | str = "cpu") -> CompressionModel:
+        """:meth:`model_from_checkpoint` with the LM config's options (stereo interleaving, number of codebooks)."""
+        model = CompressionSolver.model_from_checkpoint(checkpoint_path, device)
+        return model_builders.get_wrapped_compression_model(model, cfg)
+
+
+def _average_gradients(module: nn.Module) -> None:
+    distributed.average_gradients(module.parameters())
+
+
+def _grad_norm(model: nn.Module) -> torch.Tensor:
+    norms = [p.grad.detach().norm(2).pow(2) for p in model.parameters() if p.grad is not None]
+    return torch.stack(norms).sum().sqrt() if norms else torch.zeros(())
+
+
+# ============================================================================ export
+
+def _best_model_state(source: str) -> tuple[DictConfig, dict]:
+    """(config, model state dict) of the best state of a training checkpoint or exported file."""
+    path = checkpoint.resolve_checkpoint_path(source)
+    package = checkpoint.load_checkpoint(path, trust_pickle=True)
+    if "xp.cfg" not in package:
+        raise ValueError(f"{str(path)!r} has no 'xp.cfg'; it is not an AudioCraft checkpoint.")
+    cfg = package["xp.cfg"]
+    cfg = OmegaConf.create(cfg) if isinstance(cfg, str) else cfg
+    best = package.get("best_state")
+    if package.get("exported"):
+        return cfg, best
+    state = best.get("model") if isinstance(best, dict) and best else package.get("model")
+    if state is None:
+        raise ValueError(f"{str(path)!r} holds neither best_state['model'] nor 'model'; nothing to export.")
+    return cfg, state
+
+
+def export_compression(xp_or_checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,
+                       overwrite: bool = False) -> Path:
+    """Write a trained compression model in AudioCraft's released format.
+
+    The file is ``{'best_state': <model state dict>, 'xp.cfg': <YAML config>, 'version': ...,
+    'exported': True}``; ``CompressionModel.get_pretrained(<file or its folder>)`` loads it.
+
+    Args:
+        xp_or_checkpoint_path: ``//sig/<signature>``, an experiment folder, or a checkpoint file.
+            The best state is exported (the EMA weights when ``optim.ema.use``).
+        out_path: output file, or an existing folder (then ``<folder>/compression_state_dict.bin``).
+        overwrite: replace an existing output file.
+    Returns:
+        The path written.
+    Raises:
+        FileNotFoundError: no checkpoint found at ``xp_or_checkpoint_path``.
+        FileExistsError: the output exists and ``overwrite`` is False.
+    """
+    from ..models import export
+    from ..models.loaders import COMPRESSION_CHECKPOINT
+
+    cfg, state = _best_model_state(str(xp_or_checkpoint_path))
+    model = model_builders.get_compression_model(cfg)
+    model.load_state_dict(state)
+    out = Path(out_path).expanduser()
+    if out.is_dir():
+        out = out / COMPRESSION_CHECKPOINT
+    path = export.export_compression(model, cfg, out, overwrite=overwrite)
+    logger.info("Exported compression model to %s", path)
+    return path
