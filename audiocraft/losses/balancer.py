@@ -77,6 +77,14 @@ class Balancer:
         """Metrics of the last ``backward``: ``ratio_<name>`` for each loss when ``monitor`` is on."""
         return self._metrics
 
+    def state_dict(self) -> dict[str, dict[str, float]]:
+        """Running averages of the gradient norms (checkpointed so that a resumed run is exact)."""
+        return {"ema_sums": dict(self._ema_sums), "ema_weights": dict(self._ema_weights)}
+
+    def load_state_dict(self, state: dict[str, dict[str, float]]) -> None:
+        self._ema_sums = dict(state["ema_sums"])
+        self._ema_weights = dict(state["ema_weights"])
+
     def _update_average(self, norms: dict[str, float]) -> dict[str, float]:
         averaged = {}
         for name, value in norms.items():

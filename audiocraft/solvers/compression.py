@@ -37,30 +37,6 @@ _AUDIO_WRITE_KEYS = ("format", "strategy", "mp3_rate", "ogg_rate", "normalize", 
                      "rms_headroom_db", "loudness_headroom_db", "loudness_compressor")
 
 
-class _BalancerState:
-    """Checkpoint entry of the balancer's running averages of gradient norms.
-
-    Uses the balancer's own ``state_dict``/``load_state_dict`` when it has them; otherwise saves
-    its averaging fields (``_ema_sums``, ``_ema_weights`` of :class:`audiocraft.losses.Balancer`).
-    """
-    _FIELDS = ("_ema_sums", "_ema_weights")
-
-    def __init__(self, balancer: Any) -> None:
-        self.balancer = balancer
-
-    def state_dict(self) -> dict:
-        if hasattr(self.balancer, "state_dict"):
-            return self.balancer.state_dict()
-        return {name: dict(getattr(self.balancer, name)) for name in self._FIELDS if hasattr(self.balancer, name)}
-
-    def load_state_dict(self, state: dict) -> None:
-        if hasattr(self.balancer, "load_state_dict"):
-            self.balancer.load_state_dict(state)
-            return
-        for name, value in state.items():
-            setattr(self.balancer, name, dict(value))
-
-
 class CompressionSolver(StandardSolver):
     """Trains an :class:`~audiocraft.models.EncodecModel` (see the module docstring)."""
 
@@ -90,8 +66,7 @@ class CompressionSolver(StandardSolver):
         self.balancer = builders.get_balancer(weights, cfg.balancer) if weights else None
         self.register_stateful("model", "optimizer", "adv_losses")  # adv_losses include their optimizers
         if self.balancer is not None:
-            self.balancer_state = _BalancerState(self.balancer)
-            self.register_stateful("balancer_state")  # its gradient-norm averages, for an exact resume
+            self.register_stateful("balancer")  # its gradient-norm averages, for an exact resume
         self.register_best_state("model")
         self.register_ema("model")
 
