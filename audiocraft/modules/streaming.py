@@ -9,12 +9,12 @@ what two-pass classifier-free guidance uses to run a second, unconditional strea
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Dict, Iterator
+from typing import Dict, Iterator, Union
 
 import torch
 from torch import nn
 
-State = Dict[str, torch.Tensor]
+State = Dict[str, Union[torch.Tensor, int]]  # tensors, and plain ints for counters
 
 
 class StreamingModule(nn.Module):

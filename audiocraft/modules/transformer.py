@@ -149,8 +149,8 @@ class StreamingMultiheadAttention(StreamingModule):
             capacity = max(64, 2 * new)
             state["k"] = k.new_empty(k.shape[0], k.shape[1], capacity, k.shape[3])
             state["v"] = v.new_empty(v.shape[0], v.shape[1], capacity, v.shape[3])
-            state["length"] = torch.zeros([], dtype=torch.long)
-        past = int(state["length"])
+            state["length"] = 0
+        past = state["length"]
         capacity = state["k"].shape[2]
         if past + new > capacity:
             grown = max(2 * capacity, past + new)
@@ -160,7 +160,7 @@ class StreamingMultiheadAttention(StreamingModule):
                 state[name] = buffer
         state["k"][:, :, past:past + new] = k
         state["v"][:, :, past:past + new] = v
-        state["length"] = torch.tensor(past + new)
+        state["length"] = past + new
         return state["k"][:, :, :past + new], state["v"][:, :, :past + new], past
 
     def _self_attention_mask(self, queries: int, past: int, device) -> Optional[torch.Tensor]:

@@ -1,0 +1,183 @@
+"""Generation speed: our MusicGen against transformers' MusicgenForConditionalGeneration.
+
+Both are built with the musicgen-small architecture and random weights (same config), and
+decode with CFG 3 and top-k 250. For each batch size and duration it prints ms per decoding
+step, seconds of compute per second of audio and peak memory (RSS growth), then the codec
+decode time against transformers' EncodecModel, and the same for the bundled default model:
+
+    python scripts/bench_generate.py [--durations 1 10] [--batches 1 4] [--threads 2]
+                                     [--dtypes float32 bfloat16 int8] [--skip-transformers]
+
+transformers is an optional dependency of this benchmark only. Run it on a quiet machine:
+the numbers are memory-bandwidth bound and any other process skews them.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+REFERENCE = Path(__file__).resolve().parent.parent / "tests" / "assets" / "reference"
+FRAME_RATE = 50.0
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_ours(dtype: str):
+    """Our MusicGen with the musicgen-small LM and the 32 kHz EnCodec, random weights."""
+    from audiocraft.models import MusicGen, builders
+    from audiocraft.modules.low_precision import lower_precision_
+
+    lm_cfg = OmegaConf.load(REFERENCE / "musicgen_small_xp_cfg.yaml")
+    lm_cfg.device = "cpu"
+    lm = builders.get_lm_model(lm_cfg)
+    lm.cfg = lm_cfg
+    codec = builders.get_compression_model(OmegaConf.load(REFERENCE / "encodec32_xp_cfg.yaml"))
+    if dtype != "float32":
+        lower_precision_(lm, dtype)
+    return MusicGen("bench/musicgen-small", codec, lm, max_duration=30)
+
+
+def text_conditions(lm, batch: int):
+    """Precomputed T5-width conditions, so that no T5 download is needed."""
+    rows = 2 * batch
+    return {"description": (torch.randn(rows, 12, lm.dim), torch.ones(rows, 12, dtype=torch.long))}
+
+
+@torch.no_grad()
+def time_ours(model, batch: int, duration: float) -> tuple[float, float]:
+    """(ms per step, seconds of audio decoded per second) with guided top-k sampling."""
+    lm = model.lm
+    steps = int(duration * FRAME_RATE) + lm.num_codebooks
+    conditions = text_conditions(lm, batch)
+    token = torch.full((batch, lm.num_codebooks, 1), lm.special_token_id, dtype=torch.long)
+    from audiocraft.modules.sampling import sample_token
+    with lm.streaming():
+        start = time.perf_counter()
+        for _ in range(steps):
+            logits = lm._guided_logits(token, conditions, 3.0, None, {})
+            token = sample_token(logits, True, 1.0, 250, 0.0)
+    per_step = (time.perf_counter() - start) / steps
+    codes = torch.randint(0, 2048, (batch, 4, int(duration * FRAME_RATE)))
+    start = time.perf_counter()
+    model.compression_model.decode(codes)
+    decode = time.perf_counter() - start
+    return per_step * 1000, decode
+
+
+@torch.no_grad()
+def time_transformers(batch: int, duration: float) -> tuple[float, float]:
+    from transformers import (EncodecConfig, MusicgenConfig, MusicgenDecoderConfig,
+                              MusicgenForConditionalGeneration, T5Config)
+    text = T5Config(d_model=768, num_layers=1, num_heads=2, d_kv=8, d_ff=32, vocab_size=160)  # tiny: not timed
+    audio = EncodecConfig(sampling_rate=32000, audio_channels=1, num_filters=64, codebook_size=2048,
+                          codebook_dim=128, hidden_size=128, upsampling_ratios=[8, 5, 4, 4], target_bandwidths=[2.2],
+                          use_causal_conv=False, norm_type="weight_norm", pad_mode="constant",
+                          num_lstm_layers=2, compress=2)
+    decoder = MusicgenDecoderConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                    ffn_dim=4096, num_codebooks=4, vocab_size=2048)
+    model = MusicgenForConditionalGeneration(MusicgenConfig.from_sub_models_config(text, audio, decoder)).eval()
+    inputs = {"input_ids": torch.ones(batch, 12, dtype=torch.long), "attention_mask": torch.ones(batch, 12, dtype=torch.long)}
+    steps = int(duration * FRAME_RATE) + 4
+    start = time.perf_counter()
+    out = model.generate(**inputs, do_sample=True, top_k=250, guidance_scale=3.0, max_new_tokens=steps - 1,
+                         return_dict_in_generate=True)
+    total = time.perf_counter() - start
+    codes = out.sequences if not hasattr(out, "audio_codes") else out.audio_codes
+    codes = torch.randint(0, 2048, (1, batch, 4, int(duration * FRAME_RATE)))
+    start = time.perf_counter()
+    model.audio_encoder.decode(codes, [None])
+    decode = time.perf_counter() - start
+    del model
+    gc.collect()
+    return total / steps * 1000, decode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--durations", type=float, nargs="+", default=[1.0, 10.0])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "int8"])
+    parser.add_argument("--skip-transformers", action="store_true")
+    parser.add_argument("--skip-default", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {args.threads} threads, musicgen-small architecture, random weights, "
+          "CFG 3, top-k 250")
+    rows = []
+    for dtype in args.dtypes:
+        before = peak_rss_mb()
+        model = build_ours(dtype)
+        for batch in args.batches:
+            for duration in args.durations:
+                ms, decode = time_ours(model, batch, duration)
+                rows.append(("ours " + dtype, batch, duration, ms, ms * FRAME_RATE / 1000, decode, peak_rss_mb() - before))
+                print_row(rows[-1])
+        del model
+        gc.collect()
+    if not args.skip_transformers:
+        try:
+            before = peak_rss_mb()
+            for batch in args.batches:
+                for duration in args.durations:
+                    ms, decode = time_transformers(batch, duration)
+                    rows.append(("transformers", batch, duration, ms, ms * FRAME_RATE / 1000, decode,
+                                 peak_rss_mb() - before))
+                    print_row(rows[-1])
+        except ImportError as exc:
+            print(f"transformers not available ({exc}); skipped")
+    print_ratios(rows)
+    if not args.skip_default:
+        bench_default_model(args.threads)
+
+
+def print_row(row) -> None:
+    name, batch, duration, ms, s_per_s, decode, mem = row
+    print(f"{name:>18} | batch {batch} | {duration:5.1f} s | {ms:8.1f} ms/step | {s_per_s:6.2f} s per s of audio "
+          f"| codec decode {decode:6.2f} s | peak +{mem:7.0f} MB")
+
+
+def print_ratios(rows) -> None:
+    reference = {(b, d): ms for name, b, d, ms, *_ in rows if name == "transformers"}
+    if not reference:
+        return
+    print("\nspeed-up over transformers (ms per step, same batch and duration):")
+    for name, batch, duration, ms, *_ in rows:
+        if name != "transformers" and (batch, duration) in reference:
+            print(f"{name:>18} | batch {batch} | {duration:5.1f} s | x{reference[(batch, duration)] / ms:5.2f}")
+
+
+@torch.no_grad()
+def bench_default_model(threads: int) -> None:
+    from audiocraft.models import MusicGen
+    try:
+        model = MusicGen.get_pretrained(device="cpu")
+    except FileNotFoundError as exc:
+        print(f"\ndefault model: not available ({exc})")
+        return
+    print("\nbundled default model, 10 s of audio, batch 1:")
+    for dtype in (None, torch.bfloat16, "int8"):
+        model = MusicGen.get_pretrained(device="cpu", dtype=dtype)
+        model.set_generation_params(duration=10)
+        model.generate(["warm up"])
+        start = time.perf_counter()
+        first = None
+        for chunk in model.stream(["a calm piano piece"], min_chunk_duration=0.5):
+            if first is None:
+                first = time.perf_counter() - start
+        total = time.perf_counter() - start
+        print(f"  dtype {str(dtype):>14}: 10 s of audio in {total:5.2f} s (x{10 / total:4.1f} real time), "
+              f"first streamed chunk after {first:4.2f} s")
+
+
+if __name__ == "__main__":
+    main()
