@@ -27,7 +27,7 @@ EXTRAS = {
     "train": ["dora-search>=0.1.12", "hydra-core>=1.3", "tensorboard>=2.10"],
     "demo": ["gradio>=6.0"],
     "dev": ["pytest>=7", "pytest-xdist>=3", "selenium>=4.20", "pyflakes>=3"],
-    "data": ["music21>=9", "pretty_midi>=0.2.10", "pyfluidsynth>=1.3"],
+    "data": ["music21>=9", "pyfluidsynth>=1.3"],
     "lora": ["peft>=0.10"],
 }
 
