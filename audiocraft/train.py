@@ -138,6 +138,9 @@ class AudioCraftHydraMain(HydraMain):
 def hydra_main(config_path: str, config_name: str, **kwargs: Any):
     """``dora.hydra_main`` with :class:`AudioCraftHydraMain`."""
     def decorator(function):
+        # Under `python -m audiocraft.train` this module is `__main__` (and `__mp_main__` in data-loading
+        # workers); Dora derives the package from the function's module, so name it explicitly.
+        function.__module__ = "audiocraft.train"
         return AudioCraftHydraMain(function, config_name=config_name, config_path=config_path, **kwargs)
     return decorator
 

@@ -96,6 +96,15 @@ class MusicGen(BaseGenModel):
             "cfg_coef": cfg_coef, "cfg_coef_beta": cfg_coef_beta, "two_step_cfg": two_step_cfg,
         }
 
+    def load_lora(self, path) -> "MusicGen":
+        """Add the LoRA adapters saved in ``path`` (:func:`audiocraft.models.lora.save_lora`, or
+        ``python -m audiocraft.solvers.musicgen export-lora``) to the LM, which must be the base
+        model they were trained from. Returns ``self``."""
+        from .lora import load_lora
+        load_lora(self.lm, path)
+        self.lm.eval()
+        return self
+
     # ------------------------------------------------------------------ melody
     @property
     def supports_melody(self) -> bool:

@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 #: ``solver`` config value -> solver class.
 SOLVERS: dict[str, str] = {
     "compression": "audiocraft.solvers.compression.CompressionSolver",
+    "musicgen": "audiocraft.solvers.musicgen.MusicGenSolver",
+    "lm": "audiocraft.solvers.musicgen.MusicGenSolver",  # AudioCraft's alias
 }
 #: ``losses`` / ``adversarial.feat_loss`` names -> loss class (constructor arguments from the section of that name).
 LOSSES: dict[str, str] = {
@@ -130,8 +132,13 @@ def _adamw(params, lr: float, **kwargs) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, **kwargs)
 
 
+def _dadam(params, lr: float, **kwargs) -> torch.optim.Optimizer:
+    from ..optim import DAdaptAdam
+    return DAdaptAdam(params, lr=lr, **kwargs)
+
+
 #: ``optim.optimizer`` names -> factory ``(params, lr, **optim.adam) -> Optimizer``.
-OPTIMIZERS: dict[str, Any] = {"adam": _adam, "adamw": _adamw}
+OPTIMIZERS: dict[str, Any] = {"adam": _adam, "adamw": _adamw, "dadam": _dadam}
 
 
 def get_optim_parameter_groups(model: nn.Module) -> list[dict]:

@@ -39,7 +39,7 @@ def test_unknown_or_missing_solver_is_a_clear_error(tmp_path, monkeypatch):
 def test_optimizer_and_schedule_names_are_checked():
     params = [nn.Parameter(torch.zeros(2))]
     with pytest.raises(ValueError, match="optim.optimizer"):
-        builders.get_optimizer(params, {"optimizer": "dadam", "lr": 1.0, "adam": {}})
+        builders.get_optimizer(params, {"optimizer": "nosuchoptimizer", "lr": 1.0, "adam": {}})
     optimizer = builders.get_optimizer(params, {"optimizer": "adamw", "lr": 1.0, "adam": {"betas": [0.9, 0.95]}})
     assert isinstance(optimizer, torch.optim.AdamW)
     with pytest.raises(ValueError, match="schedule.lr_scheduler"):

@@ -1,0 +1,302 @@
+"""The MusicGen solver on a tiny music dataset: training, samples, export, token cache, LoRA, fine-tuning."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from audiocraft.models import MusicGen
+from audiocraft.solvers import get_solver
+from audiocraft.solvers.musicgen import MusicGenSolver, export_lora, export_musicgen, main, resolve_pretrained_name
+from audiocraft.utils import checkpoint
+from solver_helpers import REPO, assert_states_equal, compose_config, seed_all, single_thread
+
+SAMPLE_RATE = 32000  # the debug compression model's
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    """Four 1.5 s mono tones at 32 kHz; two with a full JSON sidecar, two with a .txt description."""
+    from audiocraft.data.audio import audio_write
+    from audiocraft.data.audio_dataset import find_audio_files, save_audio_meta
+
+    root = tmp_path_factory.mktemp("music")
+    generator = torch.Generator().manual_seed(0)
+    time_axis = torch.arange(int(1.5 * SAMPLE_RATE)) / SAMPLE_RATE
+    for index in range(4):
+        wav = 0.3 * torch.sin(2 * math.pi * (220 + 110 * index) * time_axis) \
+            + 0.02 * torch.randn(time_axis.shape, generator=generator)
+        audio_write(root / "audio" / f"track{index}", wav[None], SAMPLE_RATE, strategy="clip")
+        if index % 2:
+            (root / "audio" / f"track{index}.txt").write_text(f"a bright synth tone number {index}")
+        else:
+            sidecar = {"title": f"track {index}", "artist": "a1", "key": "C major", "bpm": 120, "genre": "Ambient",
+                       "moods": ["calm"], "description": f"a calm sine tone {index}", "name": f"track{index}",
+                       "instrument": "Synth"}
+            (root / "audio" / f"track{index}.json").write_text(json.dumps(sidecar))
+    manifest = root / "manifest"
+    save_audio_meta(manifest / "data.jsonl", find_audio_files(root / "audio", minimal=True))
+    return manifest
+
+
+def _overrides(manifest: Path, epochs: int = 2, updates: int = 3, solver: str = "musicgen/debug",
+               generate: bool = True) -> list[str]:
+    """``solver=musicgen/debug`` shrunk to a few 1 s updates on ``manifest``, on CPU, with the offline tiny T5."""
+    splits = {"train": manifest, "valid": manifest, "evaluate": manifest if generate else None,
+              "generate": manifest if generate else None}
+    return [f"solver={solver}", "dset=audio/default", "device=cpu", "num_threads=1",
+            f"datasource.max_sample_rate={SAMPLE_RATE}", "datasource.max_channels=1",
+            *[f"datasource.{split}={'null' if path is None else path}" for split, path in splits.items()],
+            "dataset.num_workers=0", "dataset.batch_size=2", "dataset.segment_duration=1.0",
+            "dataset.train.num_samples=16", "dataset.valid.num_samples=2", "dataset.evaluate.num_samples=2",
+            "dataset.generate.num_samples=2", f"optim.epochs={epochs}", f"optim.updates_per_epoch={updates}",
+            "conditioners.description.t5.name=t5-base", "generate.audio.format=wav"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with single_thread():
+        yield
+
+
+def _solver(overrides: list[str], folder: Path) -> MusicGenSolver:
+    cfg = compose_config(overrides)
+    seed_all(int(cfg.seed))
+    return get_solver(cfg, folder=folder)
+
+
+def _count_encodes(solver: MusicGenSolver) -> dict[int, int]:
+    """Wrap the codec's encode to count its calls in the train stage, per epoch."""
+    solver.build()
+    calls: dict[int, int] = {}
+    original = solver.compression_model.encode
+
+    def encode(wav):
+        if solver.current_stage == "train":
+            calls[solver.epoch] = calls.get(solver.epoch, 0) + 1
+        return original(wav)
+
+    solver.compression_model.encode = encode
+    return calls
+
+
+def test_train_generate_and_export_from_the_command_line(manifest, tmp_path, monkeypatch):
+    """python -m audiocraft.train solver=musicgen/debug, then the export command; the export loads and generates."""
+    overrides = _overrides(manifest) + ["evaluate.metrics.base=true", "evaluate.metrics.fad=true"]
+    env = {**os.environ, "AUDIOCRAFT_DORA_DIR": str(tmp_path / "dora"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "audiocraft.train", *overrides], env=env, cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (xp,) = (tmp_path / "dora" / "xps").iterdir()
+    history = json.loads((xp / "history.json").read_text())
+    assert len(history) == 2
+    train = history[-1]["train"]
+    assert {"ce", "ppl", "lr", "grad_norm"} | {f"{m}_q{k}" for m in ("ce", "ppl") for k in range(1, 5)} <= set(train)
+    assert math.isclose(train["ppl"], math.exp(train["ce"]), rel_tol=0.05)
+    assert {"ce", "ppl", "fad"} <= set(history[-1]["evaluate"])
+    samples = xp / "samples" / "epoch_2"
+    for kind in ("text", "unconditional", "continuation", "reference"):
+        assert sorted(p.name for p in (samples / kind).iterdir()) == ["00000.wav", "00001.wav"], kind
+    prompts = [json.loads(line) for line in (samples / "prompts.0.jsonl").read_text().splitlines()]
+    assert all(entry["description"] for entry in prompts)
+
+    monkeypatch.setenv("AUDIOCRAFT_DORA_DIR", str(tmp_path / "dora"))
+    assert main(["export", xp.name, str(tmp_path / "exported")]) == 0  # a bare signature means //sig/<sig>
+    assert main(["export", xp.name, str(tmp_path / "exported")]) == 1  # no silent overwrite
+    best = checkpoint.load_checkpoint(xp / "checkpoint.th")["best_state"]["model"]
+    model = MusicGen.get_pretrained(str(tmp_path / "exported"), device="cpu")
+    for key, value in model.lm.state_dict().items():  # stored as float16, like the released files
+        torch.testing.assert_close(value, best[key].half().float(), atol=0, rtol=0)
+    assert model.max_duration == 1.0 and model.sample_rate == SAMPLE_RATE
+    model.set_generation_params(duration=0.5, use_sampling=False)
+    assert model.generate(["a calm sine tone"]).shape == (1, 1, int(0.5 * 25) * 1280)
+
+
+def test_token_cache_is_written_once_then_replaces_the_codec(manifest, tmp_path):
+    # no draws from Python's global generator (word dropout, text augmentation), whose stream depends on
+    # whether the audio is read: then the cached epoch gives exactly the losses of the audio epoch
+    fast = ["evaluate.every=0", "generate.every=0", "conditioners.description.t5.word_dropout=0.0",
+            "dataset.train.merge_text_p=0.0"]
+    plain = _solver(_overrides(manifest, generate=False) + fast, tmp_path / "plain")
+    plain.run()
+    cache = [f"cache.path={tmp_path / 'cache'}"]
+    writer = _solver(_overrides(manifest, generate=False) + fast + cache + ["cache.write=true"], tmp_path / "writer")
+    calls = _count_encodes(writer)
+    writer.run()
+    assert calls.get(1, 0) == 3 and calls.get(2, 0) == 0  # epoch 2 reads the codes written at epoch 1
+    assert (tmp_path / "cache" / "epoch_00001" / "done.json").is_file()
+    assert writer.history[0]["train"]["ce"] == plain.history[0]["train"]["ce"]  # the same batches
+
+    reader = _solver(_overrides(manifest, generate=False) + fast + cache, tmp_path / "reader")
+    calls = _count_encodes(reader)
+    reader.run()
+    assert calls == {}  # never in training (valid still encodes its audio)
+    assert reader.history[0]["train"]["ce"] == plain.history[0]["train"]["ce"]
+    assert reader.history[1]["train"]["ce"] == writer.history[1]["train"]["ce"]
+
+    stale = _solver(_overrides(manifest, generate=False) + cache + ["dataset.segment_duration=0.5"], tmp_path / "x")
+    with pytest.raises(ValueError, match="segment_duration.*cache.path"):
+        stale.build()
+
+
+def test_lora_run_trains_only_adapters_and_exports(manifest, tmp_path):
+    solver = _solver(_overrides(manifest, epochs=1, updates=2, generate=False) + ["lora.use=true"], tmp_path / "xp")
+    solver.build()
+    initial = {key: value.clone() for key, value in solver.model.state_dict().items()}
+    solver.run()
+    final = solver.model.state_dict()
+    changed = {key for key in initial if not torch.equal(initial[key], final[key])}
+    assert changed and all(".lora_" in key for key in changed)
+    assert all(p.requires_grad == (".lora_" in name) for name, p in solver.model.named_parameters())
+
+    adapters = export_lora(tmp_path / "xp", tmp_path / "adapters.pt")
+    assert adapters.stat().st_size < 200_000
+    export_musicgen(tmp_path / "xp", tmp_path / "merged")
+    model = MusicGen.get_pretrained(str(tmp_path / "merged"), device="cpu")
+    assert not any(".lora_" in key for key in model.lm.state_dict())
+    from audiocraft.models.lora import merge_lora
+    codes = torch.randint(0, 400, (1, 4, 10), generator=torch.Generator().manual_seed(0))
+    attributes = solver.dataloaders["valid"].dataset[0][1].to_condition_attributes()
+    merge_lora(solver.model.eval())
+    with torch.no_grad():
+        expected = solver.model.compute_predictions(codes, [attributes])
+        actual = model.lm.compute_predictions(codes, [attributes])
+    torch.testing.assert_close(actual.logits[expected.mask], expected.logits[expected.mask], atol=2e-2, rtol=0)
+
+
+def test_finetune_starts_from_a_pretrained_folder(manifest, tmp_path, tiny_model_dir, monkeypatch):
+    from audiocraft.models import loaders, pretrained
+
+    monkeypatch.setattr(pretrained, "DEFAULT_MODEL_DIR", tiny_model_dir)
+    assert resolve_pretrained_name("default") == str(tiny_model_dir)
+    overrides = _overrides(manifest, epochs=1, updates=2, solver="musicgen/finetune", generate=False)
+    solver = _solver(overrides, tmp_path / "xp")  # continue_from=//pretrained/default: the bundled model
+    assert solver.restore() is True and solver.epoch == 1
+    reference = loaders.load_lm_model(tiny_model_dir)
+    assert_states_equal(solver.model.state_dict(), reference.state_dict(), "pretrained")
+    assert (solver.cfg.transformer_lm.card, solver.cfg.sample_rate) == (64, SAMPLE_RATE)
+    assert solver.cfg.compression_model_checkpoint == f"//pretrained/{tiny_model_dir}"
+    solver.run()
+    assert solver.history[0]["train"]["ce"] > 0
+    export_musicgen(tmp_path / "xp", tmp_path / "exported")
+    codec_files = [torch.load(folder / "compression_state_dict.bin", weights_only=True)
+                   for folder in (tmp_path / "exported", tiny_model_dir)]
+    assert codec_files[0]["xp.cfg"] == codec_files[1]["xp.cfg"]  # the pretrained model's codec, copied
+    assert_states_equal(codec_files[0]["best_state"], codec_files[1]["best_state"], "codec")
+    model = MusicGen.get_pretrained(str(tmp_path / "exported"), device="cpu")
+    assert model.lm.card == 64 and model.sample_rate == SAMPLE_RATE
+
+
+def _save_tiny_transformers_musicgen(folder: Path) -> None:
+    """A random transformers MusicGen (D=32, 2 layers, 4 codebooks of 64, 32 kHz) with the offline tiny 't5-base'."""
+    import transformers
+
+    decoder = transformers.MusicgenDecoderConfig(vocab_size=64, max_position_embeddings=128, num_hidden_layers=2,
+                                                 ffn_dim=64, num_attention_heads=2, hidden_size=32, num_codebooks=4,
+                                                 pad_token_id=64, bos_token_id=64, dropout=0.0)
+    codec = transformers.EncodecConfig(target_bandwidths=[1.2], sampling_rate=SAMPLE_RATE, audio_channels=1,
+                                       num_filters=4, codebook_size=64, codebook_dim=16, hidden_size=16,
+                                       upsampling_ratios=[8, 5, 4, 4], num_lstm_layers=1, normalize=False,
+                                       chunk_length_s=None, overlap=None, num_residual_layers=1)
+    text_encoder = transformers.T5EncoderModel.from_pretrained("t5-base")
+    config = transformers.MusicgenConfig(text_encoder=text_encoder.config, audio_encoder=codec, decoder=decoder)
+    torch.manual_seed(0)
+    transformers.MusicgenForConditionalGeneration(config, text_encoder=text_encoder).save_pretrained(folder)
+
+
+def test_finetune_starts_from_a_transformers_folder(manifest, tmp_path):
+    from audiocraft.models import loaders
+
+    _save_tiny_transformers_musicgen(tmp_path / "hf")
+    overrides = _overrides(manifest, epochs=1, updates=1, solver="musicgen/finetune", generate=False)
+    solver = _solver(overrides + [f"continue_from=//pretrained/{tmp_path / 'hf'}"], tmp_path / "xp")
+    solver.run()
+    assert solver.cfg.transformer_lm.dim == 32 and solver.history[0]["train"]["ce"] > 0
+    with pytest.raises(NotImplementedError, match="Hub"):  # a local transformers EnCodec has no Hub name to point to
+        export_musicgen(tmp_path / "xp", tmp_path / "exported")
+    export_musicgen(tmp_path / "xp", tmp_path / "exported", compression_name="facebook/encodec_32khz")
+    assert torch.load(tmp_path / "exported" / "compression_state_dict.bin")["pretrained"] == "facebook/encodec_32khz"
+    lm = loaders.load_lm_model(tmp_path / "exported")
+    best = solver.best_state["model"]
+    assert all(torch.equal(value, best[key].half().float()) for key, value in lm.state_dict().items())
+
+
+class ToyClassifier:
+    """An AudioClassifier for the metric tests: 'loud' vs 'quiet' from the RMS level."""
+    sample_rate = 16000
+    labels = ["loud", "quiet"]
+
+    def predict_proba(self, wav: torch.Tensor) -> torch.Tensor:
+        loud = (wav.pow(2).mean(dim=(1, 2)).sqrt() * 10).clamp(0, 1)
+        return torch.stack([loud, 1 - loud], dim=-1)
+
+
+def test_evaluation_metrics_follow_the_config(manifest, caplog):
+    from audiocraft.metrics import ClassifierTextConsistency, FrechetAudioDistance, KLDivergence, MelStatisticsEmbedder
+    from audiocraft.solvers.musicgen import get_generation_metrics
+
+    on = ["evaluate.metrics.fad=true", "evaluate.metrics.kld=true", "evaluate.metrics.text_consistency=true"]
+    defaults = get_generation_metrics(compose_config(_overrides(manifest) + on))
+    assert set(defaults) == {"fad"}  # AudioCraft's PaSST and CLAP are not available: skipped with a warning
+    assert isinstance(defaults["fad"].embedder, MelStatisticsEmbedder)
+    assert "metrics.kld.model=passt" in caplog.text
+    toy = f"{__name__}.ToyClassifier"
+    configured = get_generation_metrics(compose_config(
+        _overrides(manifest) + on + [f"metrics.kld.model={toy}", f"metrics.text_consistency.model={toy}"]))
+    assert isinstance(configured["fad"], FrechetAudioDistance) and isinstance(configured["kld"], KLDivergence)
+    consistency = configured["text_consistency"]
+    assert isinstance(consistency, ClassifierTextConsistency)
+    loud = torch.ones(2, 1, 16000) * 0.5
+    consistency.update(loud, ["a loud synth", "a quiet synth"], sample_rates=16000)
+    assert consistency.compute() == 0.5
+
+
+def test_configuration_errors_are_actionable(manifest, tmp_path):
+    wrong_card = _solver(_overrides(manifest, generate=False) + ["transformer_lm.card=64"], tmp_path / "a")
+    with pytest.raises(ValueError, match="codebook size.*transformer_lm"):
+        wrong_card.build()
+    shards = _solver(_overrides(manifest, generate=False) + [f"cache.path={tmp_path}/c", "cache.write_num_shards=2"],
+                     tmp_path / "b")
+    with pytest.raises(ValueError, match="write_num_shards"):
+        shards.build()
+    with pytest.raises(FileNotFoundError):
+        export_musicgen(tmp_path / "nowhere", tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_sigkill_then_same_command_resumes_exactly(manifest, tmp_path):
+    overrides = _overrides(manifest, epochs=2, updates=12, generate=False) + ["optim.ema.use=true",
+                                                                              "optim.ema.updates=2"]
+    straight = _solver(overrides, tmp_path / "straight")
+    straight.run()
+    env = {**os.environ, "AUDIOCRAFT_DORA_DIR": str(tmp_path / "dora"), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "audiocraft.train", *overrides]
+    with open(tmp_path / "killed.log", "w") as log:
+        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 300
+            while not list((tmp_path / "dora").glob("xps/*/checkpoint.th")):
+                assert process.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+                assert time.time() < deadline, "no checkpoint after 300 s"
+                time.sleep(0.02)
+            process.kill()  # SIGKILL during epoch 2
+        finally:
+            process.kill()
+            process.wait()
+    (path,) = (tmp_path / "dora").glob("xps/*/checkpoint.th")
+    assert len(checkpoint.load_checkpoint(path)["history"]) == 1, "not interrupted during epoch 2; raise updates"
+    resumed = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from" in resumed.stderr
+    final = checkpoint.load_checkpoint(path)
+    expected = checkpoint.load_checkpoint(tmp_path / "straight" / "checkpoint.th")
+    for name in ("model", "optimizer", "ema", "best_state"):
+        assert_states_equal(expected[name], final[name], name)
+    assert [h["train"]["ce"] for h in final["history"]] == [h["train"]["ce"] for h in expected["history"]]
