@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence
 
+import torch
+
 from .common import (CliError, add_generation_options, add_prompt_sources, collect_prompts, non_negative_float,
                      positive_float, positive_int, setup_runtime)
 from .outputs import RunSummary, WriteOptions, check_targets, numbered_names, write_audio
@@ -169,12 +171,19 @@ def _plan_outputs(args: argparse.Namespace, labels: Sequence[Optional[str]]) -> 
     return paths
 
 
+SMALL_LM = 50_000_000  # parameters
+
+
 def _load_model(args: argparse.Namespace):
     from .loading import load_generation_model
 
     device = setup_runtime(args.device, args.threads)
     start = time.perf_counter()
     model = load_generation_model(args.model, device)
+    if args.threads is None and device == "cpu" and sum(p.numel() for p in model.lm.parameters()) < SMALL_LM:
+        # A small LM's per-step work is too fine-grained for several threads: they only add
+        # synchronisation, which stalls badly when other processes share the cores.
+        torch.set_num_threads(1)
     return model, time.perf_counter() - start
 
 

@@ -52,21 +52,23 @@ def checkpoint_config(path: Path):
     return OmegaConf.create(package["xp.cfg"])
 
 
-def default_model_folder() -> Path:
-    """The bundled default model folder (CliError with a hint when this installation lacks it)."""
-    from ..models.pretrained import default_model_dir
+def default_model_name() -> str:
+    """The bundled default model folder, or 'debug' (with a warning) while no trained model is bundled."""
+    import warnings
 
-    try:
-        return default_model_dir()
-    except FileNotFoundError as exc:
-        raise CliError(f"no --model given and the bundled default model is not available ({exc}); "
-                       "pass --model NAME_OR_FOLDER, e.g. facebook/musicgen-small or a local model folder") from None
+    from ..models import loaders
+    from ..models.pretrained import DEFAULT_MODEL_DIR, PLACEHOLDER_WARNING
+
+    if (DEFAULT_MODEL_DIR / loaders.LM_CHECKPOINT).is_file():
+        return str(DEFAULT_MODEL_DIR)
+    warnings.warn(PLACEHOLDER_WARNING, UserWarning, stacklevel=2)
+    return "debug"
 
 
 def describe_model_name(name: Optional[str]) -> str:
     """The name shown to users and stored in tokens files: absolute path for folders."""
     if name is None:
-        return str(default_model_folder())
+        return default_model_name()
     if name in DEBUG_NAMES:
         return name
     path = Path(name).expanduser()
@@ -91,7 +93,7 @@ def load_generation_model(name: Optional[str], device: str):
     from ..models import AudioGen, MusicGen
 
     if name is None:
-        name = str(default_model_folder())
+        name = default_model_name()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         if name != "debug" and _is_audiogen(name):
@@ -123,7 +125,7 @@ def load_codec(name: Optional[str], device: str):
     from ..models.encodec import CompressionModel
 
     if name is None:
-        name = str(default_model_folder())
+        name = default_model_name()
     if name in DEBUG_NAMES:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
