@@ -43,5 +43,6 @@ setup(
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["audiocraft=audiocraft.__main__:main"]},
     include_package_data=True,
+    package_data={"audiocraft": ["assets/**/*"]},
     license="MIT",
 )
