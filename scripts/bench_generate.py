@@ -76,14 +76,17 @@ def time_ours(model, batch: int, duration: float) -> tuple[float, float]:
 def time_transformers(batch: int, duration: float) -> tuple[float, float]:
     from transformers import (EncodecConfig, MusicgenConfig, MusicgenDecoderConfig,
                               MusicgenForConditionalGeneration, T5Config)
-    text = T5Config(d_model=768, num_layers=1, num_heads=2, d_kv=8, d_ff=32, vocab_size=160)  # tiny: not timed
+    text = T5Config(d_model=768, num_layers=1, num_heads=2, d_kv=8, d_ff=32, vocab_size=160,
+                    pad_token_id=0, eos_token_id=1)  # tiny: runs once, not part of the per-step cost
     audio = EncodecConfig(sampling_rate=32000, audio_channels=1, num_filters=64, codebook_size=2048,
                           codebook_dim=128, hidden_size=128, upsampling_ratios=[8, 5, 4, 4], target_bandwidths=[2.2],
                           use_causal_conv=False, norm_type="weight_norm", pad_mode="constant",
-                          num_lstm_layers=2, compress=2)
+                          num_lstm_layers=2, compress=2, normalize=False, chunk_length_s=None, overlap=None)
     decoder = MusicgenDecoderConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                                    ffn_dim=4096, num_codebooks=4, vocab_size=2048)
-    model = MusicgenForConditionalGeneration(MusicgenConfig.from_sub_models_config(text, audio, decoder)).eval()
+                                    ffn_dim=4096, num_codebooks=4, vocab_size=2048, pad_token_id=2048,
+                                    bos_token_id=2048, max_position_embeddings=2048, dropout=0.0)
+    config = MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
+    model = MusicgenForConditionalGeneration(config).eval()
     inputs = {"input_ids": torch.ones(batch, 12, dtype=torch.long), "attention_mask": torch.ones(batch, 12, dtype=torch.long)}
     steps = int(duration * FRAME_RATE) + 4
     start = time.perf_counter()
