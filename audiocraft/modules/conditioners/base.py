@@ -114,19 +114,21 @@ class ClassifierFreeGuidanceDropout(nn.Module):
         samples = deepcopy(samples)
         for sample in samples:
             if self.rng.random() < self.p:
-                for kind, names in sample.attributes.items():
-                    for name in list(names):
-                        _drop_attribute(sample, kind, name)
+                _drop_everything(sample)
         return samples
+
+
+def _drop_everything(sample: ConditioningAttributes) -> None:
+    for kind, names in sample.attributes.items():
+        for name in list(names):
+            _drop_attribute(sample, kind, name)
 
 
 def drop_all_conditions(samples: List[ConditioningAttributes]) -> List[ConditioningAttributes]:
     """Copies of ``samples`` with every attribute replaced by its null value."""
     samples = deepcopy(samples)
     for sample in samples:
-        for kind, names in sample.attributes.items():
-            for name in list(names):
-                _drop_attribute(sample, kind, name)
+        _drop_everything(sample)
     return samples
 
 
