@@ -44,13 +44,5 @@ class AudioGen(BaseGenModel):
             two_step_cfg: run the unconditional branch as a separate pass.
             extend_stride: window shift in long generation, in seconds (< max_duration; default 2 s).
         """
-        if extend_stride is None:  # AudioCraft's 2 s, shortened for models with a short window
-            extend_stride = min(2.0, 0.6 * self.max_duration)
-        self._validate_common_params(duration, extend_stride)
-        self._validate_sampling(use_sampling, top_k, top_p, temperature, cfg_coef)
-        self.extend_stride = extend_stride
-        self.duration = duration
-        self.generation_params = {
-            "use_sampling": use_sampling, "temp": temperature, "top_k": top_k, "top_p": top_p,
-            "cfg_coef": cfg_coef, "two_step_cfg": two_step_cfg,
-        }
+        self._apply_generation_params(2.0, duration, extend_stride, use_sampling, top_k, top_p, temperature,
+                                      cfg_coef, two_step_cfg)

@@ -105,6 +105,22 @@ class BaseGenModel(ABC):
     def get_pretrained(name: Optional[str] = None, device=None) -> "BaseGenModel":
         """Load a pretrained model by name or from a folder."""
 
+    def _apply_generation_params(self, default_stride: float, duration: float, extend_stride: Optional[float],
+                                 use_sampling: bool, top_k: int, top_p: float, temperature: float,
+                                 cfg_coef: float, two_step_cfg: bool, **extra) -> None:
+        """Validate and store what ``set_generation_params`` received (shared by the subclasses).
+
+        ``extend_stride`` None means ``default_stride``, shortened to 0.6 * max_duration for short windows.
+        """
+        if extend_stride is None:
+            extend_stride = min(default_stride, 0.6 * self.max_duration)
+        self._validate_common_params(duration, extend_stride)
+        self._validate_sampling(use_sampling, top_k, top_p, temperature, cfg_coef)
+        self.extend_stride = extend_stride
+        self.duration = duration
+        self.generation_params = {"use_sampling": use_sampling, "temp": temperature, "top_k": top_k,
+                                  "top_p": top_p, "cfg_coef": cfg_coef, "two_step_cfg": two_step_cfg, **extra}
+
     # ------------------------------------------------------------------ validation helpers
     def _validate_common_params(self, duration: float, extend_stride: float) -> None:
         if not isinstance(duration, (int, float)) or not math.isfinite(duration) or duration <= 0:

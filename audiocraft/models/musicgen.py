@@ -85,16 +85,8 @@ class MusicGen(BaseGenModel):
                 (must be smaller than max_duration; smaller keeps more context and costs more).
                 Default: 18 s, or 0.6 * max_duration for models with a window shorter than 30 s.
         """
-        if extend_stride is None:  # AudioCraft's 18 s, shortened for models with a short window
-            extend_stride = min(18.0, 0.6 * self.max_duration)
-        self._validate_common_params(duration, extend_stride)
-        self._validate_sampling(use_sampling, top_k, top_p, temperature, cfg_coef)
-        self.extend_stride = extend_stride
-        self.duration = duration
-        self.generation_params = {
-            "use_sampling": use_sampling, "temp": temperature, "top_k": top_k, "top_p": top_p,
-            "cfg_coef": cfg_coef, "cfg_coef_beta": cfg_coef_beta, "two_step_cfg": two_step_cfg,
-        }
+        self._apply_generation_params(18.0, duration, extend_stride, use_sampling, top_k, top_p, temperature,
+                                      cfg_coef, two_step_cfg, cfg_coef_beta=cfg_coef_beta)
 
     def load_lora(self, path) -> "MusicGen":
         """Add the LoRA adapters saved in ``path`` (:func:`audiocraft.models.lora.save_lora`, or
