@@ -2,7 +2,8 @@
 
 Both are built with the musicgen-small architecture and random weights (same config), and
 decode with CFG 3 and top-k 250. For each batch size and duration it prints ms per decoding
-step, seconds of compute per second of audio and peak memory (RSS growth), then the codec
+step, seconds of compute per second of audio and peak memory (each implementation runs in its
+own process; peak RSS of that process), then the codec
 decode time against transformers' EncodecModel, and the same for the bundled default model:
 
     python scripts/bench_generate.py [--durations 1 10] [--batches 1 4] [--threads 2]
@@ -15,7 +16,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
+import json
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +32,7 @@ FRAME_RATE = 50.0
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -93,14 +99,46 @@ def time_transformers(batch: int, duration: float) -> tuple[float, float]:
     out = model.generate(**inputs, do_sample=True, top_k=250, guidance_scale=3.0, max_new_tokens=steps - 1,
                          return_dict_in_generate=True)
     total = time.perf_counter() - start
-    codes = out.sequences if not hasattr(out, "audio_codes") else out.audio_codes
+    del out
     codes = torch.randint(0, 2048, (1, batch, 4, int(duration * FRAME_RATE)))
     start = time.perf_counter()
     model.audio_encoder.decode(codes, [None])
     decode = time.perf_counter() - start
     del model
     gc.collect()
-    return total / steps * 1000, decode
+    # generate() ends by decoding the codes to audio: that is timed separately, not as decoding steps
+    return max(total - decode, 0.0) / steps * 1000, decode
+
+
+def bench_worker(kind: str, args: argparse.Namespace) -> list[tuple]:
+    """Time one implementation ('ours:<dtype>' or 'transformers') in this process; rows as tuples."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    rows = []
+    if kind == "transformers":
+        for batch in args.batches:
+            for duration in args.durations:
+                ms, decode = time_transformers(batch, duration)
+                rows.append(("transformers", batch, duration, ms, ms * FRAME_RATE / 1000, decode, peak_rss_mb()))
+        return rows
+    dtype = kind.split(":", 1)[1]
+    model = build_ours(dtype)
+    for batch in args.batches:
+        for duration in args.durations:
+            ms, decode = time_ours(model, batch, duration)
+            rows.append(("ours " + dtype, batch, duration, ms, ms * FRAME_RATE / 1000, decode, peak_rss_mb()))
+    return rows
+
+
+def run_in_subprocess(kind: str, args: argparse.Namespace) -> list[tuple]:
+    """Each implementation runs in its own process, so that its peak memory is its own."""
+    command = [sys.executable, __file__, "--worker", kind, "--threads", str(args.threads),
+               "--durations", *map(str, args.durations), "--batches", *map(str, args.batches)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"{kind}: failed\n{done.stderr[-2000:]}")
+        return []
+    return [tuple(row) for row in json.loads(done.stdout.strip().splitlines()[-1])]
 
 
 def main() -> None:
@@ -111,42 +149,60 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "int8"])
     parser.add_argument("--skip-transformers", action="store_true")
     parser.add_argument("--skip-default", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="print a torch.profiler summary of our float32 decoding steps (batch 1) and exit")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    if args.worker:
+        print(json.dumps(bench_worker(args.worker, args)))
+        return
+    if args.profile:
+        profile_ours(args.threads)
+        return
     print(f"torch {torch.__version__}, {args.threads} threads, musicgen-small architecture, random weights, "
-          "CFG 3, top-k 250")
+          "CFG 3, top-k 250; each implementation in its own process (peak memory = that process's peak RSS)")
     rows = []
-    for dtype in args.dtypes:
-        before = peak_rss_mb()
-        model = build_ours(dtype)
-        for batch in args.batches:
-            for duration in args.durations:
-                ms, decode = time_ours(model, batch, duration)
-                rows.append(("ours " + dtype, batch, duration, ms, ms * FRAME_RATE / 1000, decode, peak_rss_mb() - before))
-                print_row(rows[-1])
-        del model
-        gc.collect()
+    kinds = [f"ours:{dtype}" for dtype in args.dtypes]
     if not args.skip_transformers:
-        try:
-            before = peak_rss_mb()
-            for batch in args.batches:
-                for duration in args.durations:
-                    ms, decode = time_transformers(batch, duration)
-                    rows.append(("transformers", batch, duration, ms, ms * FRAME_RATE / 1000, decode,
-                                 peak_rss_mb() - before))
-                    print_row(rows[-1])
-        except ImportError as exc:
-            print(f"transformers not available ({exc}); skipped")
+        if importlib.util.find_spec("transformers") is None:
+            print("transformers not installed; skipped")
+        else:
+            kinds.append("transformers")
+    for kind in kinds:
+        for row in run_in_subprocess(kind, args):
+            rows.append(row)
+            print_row(row)
     print_ratios(rows)
     if not args.skip_default:
+        torch.set_num_threads(args.threads)
         bench_default_model(args.threads)
+
+
+@torch.no_grad()
+def profile_ours(threads: int, steps: int = 30) -> None:
+    """Where the time of a float32 decoding step goes (batch 1, CFG 3, top-k 250)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from audiocraft.modules.sampling import sample_token
+    torch.set_num_threads(threads)
+    model = build_ours("float32")
+    lm = model.lm
+    conditions = text_conditions(lm, 1)
+    token = torch.full((1, lm.num_codebooks, 1), lm.special_token_id, dtype=torch.long)
+    with lm.streaming():
+        for _ in range(5):
+            token = sample_token(lm._guided_logits(token, conditions, 3.0, None, {}), True, 1.0, 250, 0.0)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                token = sample_token(lm._guided_logits(token, conditions, 3.0, None, {}), True, 1.0, 250, 0.0)
+    print(f"{steps} float32 decoding steps, batch 1, {threads} threads:")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 def print_row(row) -> None:
     name, batch, duration, ms, s_per_s, decode, mem = row
     print(f"{name:>18} | batch {batch} | {duration:5.1f} s | {ms:8.1f} ms/step | {s_per_s:6.2f} s per s of audio "
-          f"| codec decode {decode:6.2f} s | peak +{mem:7.0f} MB")
+          f"| codec decode {decode:6.2f} s | peak RSS {mem:7.0f} MB")
 
 
 def print_ratios(rows) -> None:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..modules.codebooks_patterns import CodebooksPatternProvider, Pattern
+from ..modules.linear import Linear
 from ..modules.conditioners import (AttributeDropout, ClassifierFreeGuidanceDropout, ConditionFuser,
                                     ConditioningAttributes, ConditioningProvider, ConditionType,
                                     drop_all_conditions, drop_text_conditions)
@@ -106,7 +107,7 @@ class LMModel(StreamingModule):
             d_model=dim, num_heads=num_heads, num_layers=num_layers, dim_feedforward=int(hidden_scale * dim),
             norm=norm, norm_first=norm_first, **(transformer_kwargs or {}), **factory)
         self.out_norm: Optional[nn.Module] = create_norm_fn(norm, dim, **factory) if norm_first else None
-        self.linears = nn.ModuleList([nn.Linear(dim, card, bias=bias_proj, **factory) for _ in range(n_q)])
+        self.linears = nn.ModuleList([Linear(dim, card, bias=bias_proj, **factory) for _ in range(n_q)])
         self._init_weights(weight_init, depthwise_init, zero_bias_init)
 
     # ------------------------------------------------------------------ set-up

@@ -91,7 +91,7 @@ def lower_precision_(model: nn.Module, mode: str) -> nn.Module:
         if isinstance(module, StreamingMultiheadAttention):
             module.use_low_precision(LowPrecisionLinear(module.in_proj_weight, module.in_proj_bias, mode))
         for name, child in list(module.named_children()):
-            if type(child) is nn.Linear:
+            if isinstance(child, nn.Linear):  # incl. modules.linear.Linear
                 setattr(module, name, LowPrecisionLinear(child.weight, child.bias, mode))
     model.requires_grad_(False)
     return model

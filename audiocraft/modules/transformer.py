@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .linear import Linear, linear
 from .streaming import StreamingModule
 
 
@@ -105,7 +106,7 @@ class StreamingMultiheadAttention(StreamingModule):
             self.in_proj_bias = nn.Parameter(torch.zeros(3 * embed_dim, device=device, dtype=dtype))
         else:
             self.register_parameter("in_proj_bias", None)
-        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, device=device, dtype=dtype)
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, device=device, dtype=dtype)
         nn.init.xavier_uniform_(self.in_proj_weight)
         self._low_precision_in_proj: Optional[nn.Module] = None
 
@@ -126,7 +127,7 @@ class StreamingMultiheadAttention(StreamingModule):
         if self._low_precision_in_proj is not None:
             return self._low_precision_in_proj(x, part.start, part.stop)
         bias = None if self.in_proj_bias is None else self.in_proj_bias[part]
-        return F.linear(x, self.in_proj_weight[part], bias)
+        return linear(x, self.in_proj_weight[part], bias)
 
     def _cross_kv(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self._is_streaming and "cross_k" in self._streaming_state:
@@ -233,8 +234,8 @@ class StreamingTransformerLayer(nn.Module):
         attn_dropout = dropout if attention_dropout is None else attention_dropout
         self.self_attn = StreamingMultiheadAttention(d_model, num_heads, dropout=attn_dropout, bias=bias_attn,
                                                      causal=causal, past_context=past_context, **factory)
-        self.linear1 = nn.Linear(d_model, dim_feedforward, bias=bias_ff, **factory)
-        self.linear2 = nn.Linear(dim_feedforward, d_model, bias=bias_ff, **factory)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias_ff, **factory)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias_ff, **factory)
         self.norm1 = create_norm_fn(norm, d_model, **factory)
         self.norm2 = create_norm_fn(norm, d_model, **factory)
         self.dropout = nn.Dropout(dropout)
