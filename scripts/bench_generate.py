@@ -1,10 +1,12 @@
 """Generation speed: our MusicGen against transformers' MusicgenForConditionalGeneration.
 
 Both are built with the musicgen-small architecture and random weights (same config), and
-decode with CFG 3 and top-k 250. For each batch size and duration it prints ms per decoding
-step, seconds of compute per second of audio and peak memory (each implementation runs in its
-own process; peak RSS of that process), then the codec
-decode time against transformers' EncodecModel, and the same for the bundled default model:
+decode with CFG 3 and top-k 250, after a short warm-up generation. For each batch size and
+duration it prints the median ms per decoding step (every step is time-stamped; the median is
+robust to the stalls of a shared virtual machine, and transformers' steps are time-stamped the
+same way, by a stopping criterion), seconds of compute per second of audio (mean step), peak
+memory (each implementation runs in its own process; peak RSS of that process) and the codec
+decode time against transformers' EncodecModel; then the same for the bundled default model:
 
     python scripts/bench_generate.py [--durations 1 10] [--batches 1 4] [--threads 2]
                                      [--dtypes float32 bfloat16 int8] [--skip-transformers]
@@ -15,7 +17,6 @@ the numbers are memory-bandwidth bound and any other process skews them.
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.util
 import json
 import resource
@@ -57,29 +58,35 @@ def text_conditions(lm, batch: int):
     return {"description": (torch.randn(rows, 12, lm.dim), torch.ones(rows, 12, dtype=torch.long))}
 
 
+def step_stats(stamps: list[float]) -> tuple[float, float]:
+    """(median ms per step, mean ms per step) from the time stamps taken after each step."""
+    gaps = sorted(1000 * (later - earlier) for earlier, later in zip(stamps, stamps[1:]))
+    return gaps[len(gaps) // 2], sum(gaps) / len(gaps)
+
+
 @torch.no_grad()
-def time_ours(model, batch: int, duration: float) -> tuple[float, float]:
-    """(ms per step, seconds of audio decoded per second) with guided top-k sampling."""
+def time_ours(model, batch: int, duration: float) -> tuple[float, float, float]:
+    """(median ms per step, mean ms per step, codec decode seconds) with guided top-k sampling."""
     lm = model.lm
     steps = int(duration * FRAME_RATE) + lm.num_codebooks
     conditions = text_conditions(lm, batch)
     token = torch.full((batch, lm.num_codebooks, 1), lm.special_token_id, dtype=torch.long)
     from audiocraft.modules.sampling import sample_token
     with lm.streaming():
-        start = time.perf_counter()
+        stamps = [time.perf_counter()]
         for _ in range(steps):
             logits = lm._guided_logits(token, conditions, 3.0, None, {})
             token = sample_token(logits, True, 1.0, 250, 0.0)
-    per_step = (time.perf_counter() - start) / steps
+            stamps.append(time.perf_counter())
     codes = torch.randint(0, 2048, (batch, 4, int(duration * FRAME_RATE)))
     start = time.perf_counter()
     model.compression_model.decode(codes)
     decode = time.perf_counter() - start
-    return per_step * 1000, decode
+    return (*step_stats(stamps), decode)
 
 
-@torch.no_grad()
-def time_transformers(batch: int, duration: float) -> tuple[float, float]:
+def build_transformers():
+    """transformers' MusicgenForConditionalGeneration with the musicgen-small decoder, random weights."""
     from transformers import (EncodecConfig, MusicgenConfig, MusicgenDecoderConfig,
                               MusicgenForConditionalGeneration, T5Config)
     text = T5Config(d_model=768, num_layers=1, num_heads=2, d_kv=8, d_ff=32, vocab_size=160,
@@ -92,22 +99,34 @@ def time_transformers(batch: int, duration: float) -> tuple[float, float]:
                                     ffn_dim=4096, num_codebooks=4, vocab_size=2048, pad_token_id=2048,
                                     bos_token_id=2048, max_position_embeddings=2048, dropout=0.0)
     config = MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
-    model = MusicgenForConditionalGeneration(config).eval()
+    return MusicgenForConditionalGeneration(config).eval()
+
+
+@torch.no_grad()
+def time_transformers(model, batch: int, duration: float) -> tuple[float, float, float]:
+    """(median ms per step, mean ms per step, codec decode seconds) of transformers' generate, guided top-k
+    sampling. A stopping criterion (called once per step) time-stamps the steps, so that the
+    audio decoding that ends generate() is not counted as decoding steps."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Stamps(StoppingCriteria):
+        def __init__(self):
+            self.stamps = []
+
+        def __call__(self, input_ids, scores, **kwargs):
+            self.stamps.append(time.perf_counter())
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool)
+
     inputs = {"input_ids": torch.ones(batch, 12, dtype=torch.long), "attention_mask": torch.ones(batch, 12, dtype=torch.long)}
     steps = int(duration * FRAME_RATE) + 4
-    start = time.perf_counter()
-    out = model.generate(**inputs, do_sample=True, top_k=250, guidance_scale=3.0, max_new_tokens=steps - 1,
-                         return_dict_in_generate=True)
-    total = time.perf_counter() - start
-    del out
+    stamps = Stamps()
+    model.generate(**inputs, do_sample=True, top_k=250, guidance_scale=3.0, max_new_tokens=steps - 1,
+                   stopping_criteria=StoppingCriteriaList([stamps]))
     codes = torch.randint(0, 2048, (1, batch, 4, int(duration * FRAME_RATE)))
     start = time.perf_counter()
     model.audio_encoder.decode(codes, [None])
     decode = time.perf_counter() - start
-    del model
-    gc.collect()
-    # generate() ends by decoding the codes to audio: that is timed separately, not as decoding steps
-    return max(total - decode, 0.0) / steps * 1000, decode
+    return (*step_stats(stamps.stamps), decode)
 
 
 def bench_worker(kind: str, args: argparse.Namespace) -> list[tuple]:
@@ -116,17 +135,20 @@ def bench_worker(kind: str, args: argparse.Namespace) -> list[tuple]:
     torch.manual_seed(0)
     rows = []
     if kind == "transformers":
+        model = build_transformers()
+        time_transformers(model, 1, 0.2)  # warm-up: first-call kernel set-up is not a per-step cost
         for batch in args.batches:
             for duration in args.durations:
-                ms, decode = time_transformers(batch, duration)
-                rows.append(("transformers", batch, duration, ms, ms * FRAME_RATE / 1000, decode, peak_rss_mb()))
+                ms, mean, decode = time_transformers(model, batch, duration)
+                rows.append(("transformers", batch, duration, ms, mean * FRAME_RATE / 1000, decode, peak_rss_mb()))
         return rows
     dtype = kind.split(":", 1)[1]
     model = build_ours(dtype)
+    time_ours(model, 1, 0.2)  # warm-up, as for transformers
     for batch in args.batches:
         for duration in args.durations:
-            ms, decode = time_ours(model, batch, duration)
-            rows.append(("ours " + dtype, batch, duration, ms, ms * FRAME_RATE / 1000, decode, peak_rss_mb()))
+            ms, mean, decode = time_ours(model, batch, duration)
+            rows.append(("ours " + dtype, batch, duration, ms, mean * FRAME_RATE / 1000, decode, peak_rss_mb()))
     return rows
 
 
@@ -150,14 +172,14 @@ def main() -> None:
     parser.add_argument("--skip-transformers", action="store_true")
     parser.add_argument("--skip-default", action="store_true")
     parser.add_argument("--profile", action="store_true",
-                        help="print a torch.profiler summary of our float32 decoding steps (batch 1) and exit")
+                        help="print a torch.profiler summary of our decoding steps (batch 1, first of --dtypes) and exit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(bench_worker(args.worker, args)))
         return
     if args.profile:
-        profile_ours(args.threads)
+        profile_ours(args.threads, args.dtypes[0])
         return
     print(f"torch {torch.__version__}, {args.threads} threads, musicgen-small architecture, random weights, "
           "CFG 3, top-k 250; each implementation in its own process (peak memory = that process's peak RSS)")
@@ -179,13 +201,13 @@ def main() -> None:
 
 
 @torch.no_grad()
-def profile_ours(threads: int, steps: int = 30) -> None:
-    """Where the time of a float32 decoding step goes (batch 1, CFG 3, top-k 250)."""
+def profile_ours(threads: int, dtype: str = "float32", steps: int = 30) -> None:
+    """Where the time of a decoding step goes (batch 1, CFG 3, top-k 250)."""
     from torch.profiler import ProfilerActivity, profile
 
     from audiocraft.modules.sampling import sample_token
     torch.set_num_threads(threads)
-    model = build_ours("float32")
+    model = build_ours(dtype)
     lm = model.lm
     conditions = text_conditions(lm, 1)
     token = torch.full((1, lm.num_codebooks, 1), lm.special_token_id, dtype=torch.long)
@@ -195,13 +217,13 @@ def profile_ours(threads: int, steps: int = 30) -> None:
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(steps):
                 token = sample_token(lm._guided_logits(token, conditions, 3.0, None, {}), True, 1.0, 250, 0.0)
-    print(f"{steps} float32 decoding steps, batch 1, {threads} threads:")
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    print(f"{steps} {dtype} decoding steps, batch 1, {threads} threads:")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
 
 
 def print_row(row) -> None:
     name, batch, duration, ms, s_per_s, decode, mem = row
-    print(f"{name:>18} | batch {batch} | {duration:5.1f} s | {ms:8.1f} ms/step | {s_per_s:6.2f} s per s of audio "
+    print(f"{name:>18} | batch {batch} | {duration:5.1f} s | {ms:7.1f} ms/step (median) | {s_per_s:6.2f} s per s of audio "
           f"| codec decode {decode:6.2f} s | peak RSS {mem:7.0f} MB")
 
 
@@ -209,7 +231,7 @@ def print_ratios(rows) -> None:
     reference = {(b, d): ms for name, b, d, ms, *_ in rows if name == "transformers"}
     if not reference:
         return
-    print("\nspeed-up over transformers (ms per step, same batch and duration):")
+    print("\nspeed-up over transformers (median ms per step, same batch and duration):")
     for name, batch, duration, ms, *_ in rows:
         if name != "transformers" and (batch, duration) in reference:
             print(f"{name:>18} | batch {batch} | {duration:5.1f} s | x{reference[(batch, duration)] / ms:5.2f}")

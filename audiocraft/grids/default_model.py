@@ -7,7 +7,7 @@
 
 Both read the dataset of scripts/make_music_dataset.py from $AUDIOCRAFT_MUSIC21_GM
 (default data/music21_gm). The shipped files are written by
-``python scripts/ship_default_model.py <lm signature>``.
+``python -m audiocraft.solvers.musicgen export <lm signature> audiocraft/assets/default_model``.
 """
 import os
 

@@ -14,11 +14,12 @@ Language-model part: :func:`load_lm_model_ckpt`, :func:`load_lm_model`.
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..utils.checkpoint import load_checkpoint as load_checkpoint_file
 
 #: File name of the compression model inside a model folder / hub repository.
 COMPRESSION_CHECKPOINT = "compression_state_dict.bin"
@@ -103,18 +104,7 @@ def load_checkpoint(name_or_path: str | Path, filename: str, cache_dir: str | Pa
     AudioCraft files (tensors, dicts, strings). Files holding arbitrary pickled objects
     are refused unless ``trust_pickle=True`` (only for files you trust: unpickling can run code).
     """
-    path = resolve_checkpoint_file(name_or_path, filename, cache_dir)
-    try:
-        package = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if not trust_pickle:
-            raise ValueError(f"{str(path)!r} contains Python objects that torch.load(weights_only=True) refuses. "
-                             "If you trust this file, call again with trust_pickle=True.") from exc
-        package = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(package, dict):
-        raise ValueError(f"{str(path)!r} holds a {type(package).__name__}, not a checkpoint dict; "
-                         "expected an AudioCraft checkpoint with 'best_state' and 'xp.cfg'.")
-    return package
+    return load_checkpoint_file(resolve_checkpoint_file(name_or_path, filename, cache_dir), trust_pickle=trust_pickle)
 
 
 def load_state_dict_checked(model: nn.Module, state_dict: dict, source: str) -> None:

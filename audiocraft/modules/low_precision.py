@@ -85,13 +85,16 @@ def lower_precision_(model: nn.Module, mode: str) -> nn.Module:
     model.eval()
     skipped = {id(m) for provider in model.modules() if isinstance(provider, ConditioningProvider)
                for m in provider.modules()}
-    for module in list(model.modules()):
-        if id(module) in skipped:
-            continue
-        if isinstance(module, StreamingMultiheadAttention):
-            module.use_low_precision(LowPrecisionLinear(module.in_proj_weight, module.in_proj_bias, mode))
-        for name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear):  # incl. modules.linear.Linear
-                setattr(module, name, LowPrecisionLinear(child.weight, child.bias, mode))
+    # Collect parents and names only: holding the float32 layers themselves in a list would keep
+    # all their weights alive until the end, so that peak memory would be float32 + low precision.
+    attentions = [m for m in model.modules() if isinstance(m, StreamingMultiheadAttention) and id(m) not in skipped]
+    linears = [(parent, name) for parent in model.modules() if id(parent) not in skipped
+               for name, child in parent.named_children() if isinstance(child, nn.Linear)]
+    for attention in attentions:
+        attention.use_low_precision(LowPrecisionLinear(attention.in_proj_weight, attention.in_proj_bias, mode))
+    for parent, name in linears:
+        child = getattr(parent, name)
+        setattr(parent, name, LowPrecisionLinear(child.weight, child.bias, mode))
+        del child
     model.requires_grad_(False)
     return model

@@ -74,7 +74,8 @@ def load_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> dict
         logger.warning("Loading %s with full unpickling (trusted file).", path)
         state = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(state, dict):
-        raise ValueError(f"Checkpoint {str(path)!r} holds a {type(state).__name__}, expected a dict of states.")
+        raise ValueError(f"Checkpoint {str(path)!r} holds a {type(state).__name__}, not a checkpoint dict "
+                         "(a training checkpoint, or a released file with 'best_state' and 'xp.cfg').")
     return state
 
 
