@@ -80,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the clip choice, shuffle and sampling")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--codec", default=None, metavar="CHECKPOINT",
+                        help="evaluate only a codec: //sig/<signature>, an experiment folder, a checkpoint or "
+                             "//pretrained/<name> (writes <out>/codec_eval.json; --model is ignored)")
     args = parser.parse_args(argv)
     for name in ("num_samples", "batch_size"):
         if getattr(args, name) < 1:
@@ -290,6 +293,27 @@ def write_examples(out: Path, generated: torch.Tensor, sample_rate: int, clips: 
 # --------------------------------------------------------------------------- the evaluation
 
 
+def evaluate_codec(compression_model, originals: torch.Tensor, data_rate: int, tagger: MusicTagger,
+                   wanted: dict[str, list[str | None]], batch_size: int = 8, log=print):
+    """Codec scores on held-out audio ``[B, C, T]``: SI-SNR, mel distance, classifier accuracy.
+
+    Returns ``(scores, original_embedding, original_probs, reconstruction_embedding)``; ``scores``
+    holds the sample rate, ``si_snr_db``, ``mel_distance`` and ``classifier_accuracy`` (per head,
+    on the originals and on the reconstructions).
+    """
+    start = time.time()
+    reconstructions = reconstruct(compression_model, originals, data_rate, batch_size)
+    scores = {"sample_rate": compression_model.sample_rate,
+              **codec_scores(compression_model, originals, data_rate, reconstructions)}
+    log(f"codec: {originals.shape[0]} clips reconstructed in {time.time() - start:.1f} s")
+    original_embedding, original_probs = tag_audio(tagger, originals, data_rate)
+    recon_embedding, recon_probs = tag_audio(tagger, reconstructions, compression_model.sample_rate)
+    scores["classifier_accuracy"] = {
+        "original": {head: accuracy(original_probs[head], tagger.heads[head], wanted[head]) for head in wanted},
+        "reconstructed": {head: accuracy(recon_probs[head], tagger.heads[head], wanted[head]) for head in wanted}}
+    return scores, original_embedding, original_probs, recon_embedding
+
+
 def evaluate_model(model, clips: list[HeldOutClip], tagger: MusicTagger, duration: float = 5.0,
                    batch_size: int = 8, seed: int = 0, out: Path | None = None, num_examples: int = 0,
                    log=print) -> dict:
@@ -318,15 +342,8 @@ def evaluate_model(model, clips: list[HeldOutClip], tagger: MusicTagger, duratio
     originals, data_rate = stack_clips(clips)
     wanted = {head: [clip.labels.get(head) for clip in clips] for head in (FAMILY, STYLE)}
 
-    start = time.time()
-    reconstructions = reconstruct(model.compression_model, originals, data_rate, batch_size)
-    codec = codec_scores(model.compression_model, originals, data_rate, reconstructions)
-    log(f"codec: {len(clips)} clips reconstructed in {time.time() - start:.1f} s")
-    original_embedding, original_probs = tag_audio(tagger, originals, data_rate)
-    recon_embedding, recon_probs = tag_audio(tagger, reconstructions, model.compression_model.sample_rate)
-    codec["classifier_accuracy"] = {
-        "original": {head: accuracy(original_probs[head], tagger.heads[head], wanted[head]) for head in wanted},
-        "reconstructed": {head: accuracy(recon_probs[head], tagger.heads[head], wanted[head]) for head in wanted}}
+    codec, original_embedding, original_probs, recon_embedding = evaluate_codec(
+        model.compression_model, originals, data_rate, tagger, wanted, batch_size, log)
 
     start = time.time()
     model.set_generation_params(duration=duration)
@@ -360,7 +377,7 @@ def evaluate_model(model, clips: list[HeldOutClip], tagger: MusicTagger, duratio
         labels = tagger.heads[FAMILY]
         heard = [labels[int(i)] for i in generated_probs[FAMILY].argmax(dim=-1)]
         examples = write_examples(Path(out), generated, model.sample_rate, clips, heard, num_examples)
-    return {"codec": {"sample_rate": model.compression_model.sample_rate, **codec}, "lm": lm, "fad": distances,
+    return {"codec": codec, "lm": lm, "fad": distances,
             "examples": examples,
             "settings": {"num_clips": len(clips), "duration": duration, "seed": seed, "sample_rate": model.sample_rate,
                          "generation_params": _generation_params(model), "shuffle_order": order}}
@@ -395,6 +412,35 @@ def format_table(results: dict) -> str:
     return "\n".join(f"{name:<{width}}  {value:>8}" for name, value in rows)
 
 
+def format_codec_table(codec: dict) -> str:
+    """The codec's numbers as a text table."""
+    accuracy_rows = [(f"{head} accuracy, {kind}", value)
+                     for kind in ("original", "reconstructed")
+                     for head, value in codec["classifier_accuracy"][kind].items()]
+    rows = [("codec SI-SNR (dB)", codec["si_snr_db"]), ("codec mel distance", codec["mel_distance"]), *accuracy_rows]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {'n/a' if value is None else f'{value:.3f}':>8}" for name, value in rows)
+
+
+def main_codec(args: argparse.Namespace, tagger: MusicTagger, clips: list[HeldOutClip]) -> dict:
+    """``--codec``: the codec scores of one compression checkpoint."""
+    from audiocraft.solvers.compression import CompressionSolver
+
+    codec_model = CompressionSolver.model_from_checkpoint(args.codec, device=args.device)
+    originals, data_rate = stack_clips(clips)
+    wanted = {head: [clip.labels.get(head) for clip in clips] for head in (FAMILY, STYLE)}
+    scores = evaluate_codec(codec_model, originals, data_rate, tagger, wanted, args.batch_size,
+                            log=lambda line: print(line, flush=True))[0]
+    results = {"codec_checkpoint": str(args.codec), "data": str(args.data), "split": args.split,
+               "num_clips": len(clips), "duration": args.duration, "codec": scores}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "codec_eval.json"
+    path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    print(format_codec_table(scores))
+    print(f"wrote {path}")
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.threads:
@@ -403,6 +449,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     tagger = load_tagger(args.classifier, device=args.device)
     clips = load_heldout_clips(args.data, args.split, args.num_samples, args.duration, args.seed)
+    if args.codec is not None:
+        return main_codec(args, tagger, clips)
     name = None if args.model == "default" else args.model
     model = MusicGen.get_pretrained(name, device=args.device)
     print(f"model {model.name}: evaluating on {len(clips)} clips of {args.data} ({args.split})", flush=True)

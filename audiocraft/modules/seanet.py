@@ -68,7 +68,9 @@ class SEANetResnetBlock(nn.Module):
         return self.shortcut(x) + self.block(x)
 
 
-def _check_common(ratios: Sequence[int], disable_norm_outer_blocks: int, num_filters: int) -> int:
+def _setup_common(module: nn.Module, channels: int, dimension: int, num_filters: int, ratios: Sequence[int],
+                  disable_norm_outer_blocks: int) -> int:
+    """Check the arguments shared by encoder and decoder, set their attributes; returns the number of blocks."""
     if len(ratios) == 0 or any(int(r) < 1 for r in ratios):
         raise ValueError(f"`ratios` must be a non-empty list of positive strides, got {list(ratios)}.")
     if num_filters < 1:
@@ -77,6 +79,11 @@ def _check_common(ratios: Sequence[int], disable_norm_outer_blocks: int, num_fil
     if not 0 <= disable_norm_outer_blocks <= num_blocks:
         raise ValueError(f"`disable_norm_outer_blocks` must be in [0, {num_blocks}] (number of blocks for "
                          f"{len(ratios)} ratios), got {disable_norm_outer_blocks}.")
+    module.channels = channels
+    module.dimension = dimension
+    module.num_filters = num_filters
+    module.ratios = [int(r) for r in ratios]
+    module.hop_length = math.prod(module.ratios)
     return num_blocks
 
 
@@ -114,13 +121,8 @@ class SEANetEncoder(nn.Module):
                  causal: bool = False, pad_mode: str = "reflect", true_skip: bool = True,
                  compress: int = 2, lstm_layers: int = 0, disable_norm_outer_blocks: int = 0) -> None:
         super().__init__()
-        num_blocks = _check_common(ratios, disable_norm_outer_blocks, num_filters)
+        num_blocks = _setup_common(self, channels, dimension, num_filters, ratios, disable_norm_outer_blocks)
         act_params = activation_params
-        self.channels = channels
-        self.dimension = dimension
-        self.num_filters = num_filters
-        self.ratios = [int(r) for r in ratios]
-        self.hop_length = math.prod(self.ratios)
         conv_args = dict(norm_params=norm_params, causal=causal, pad_mode=pad_mode)
 
         def norm_for(block_index: int) -> str:  # blocks numbered from 1 at the input side
@@ -174,13 +176,8 @@ class SEANetDecoder(nn.Module):
                  compress: int = 2, lstm_layers: int = 0, disable_norm_outer_blocks: int = 0,
                  trim_right_ratio: float = 1.0) -> None:
         super().__init__()
-        num_blocks = _check_common(ratios, disable_norm_outer_blocks, num_filters)
+        num_blocks = _setup_common(self, channels, dimension, num_filters, ratios, disable_norm_outer_blocks)
         act_params = activation_params
-        self.channels = channels
-        self.dimension = dimension
-        self.num_filters = num_filters
-        self.ratios = [int(r) for r in ratios]
-        self.hop_length = math.prod(self.ratios)
         conv_args = dict(norm_params=norm_params, causal=causal, pad_mode=pad_mode)
 
         def norm_for(block_from_output: int) -> str:  # blocks numbered from 1 at the output side

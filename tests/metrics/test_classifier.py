@@ -265,6 +265,22 @@ def test_evaluate_model_with_the_tiny_codec(eval_script, tagger, tiny_model_dir,
         eval_script.evaluate_model(model, [], tagger)
 
 
+def test_codec_only_mode(eval_script, tiny_model_dir, heldout_root, tmp_path, capsys):
+    """``--codec`` scores one compression checkpoint with the shipped tagger and writes codec_eval.json."""
+    out = tmp_path / "out"
+    results = eval_script.main(["--codec", f"//pretrained/{tiny_model_dir}", "--data", str(heldout_root),
+                                "--num-samples", "2", "--duration", "1", "--out", str(out), "--threads", "1"])
+    codec = results["codec"]
+    assert results["num_clips"] == 2 and codec["sample_rate"] == 32000
+    assert -100 < codec["si_snr_db"] < 100 and codec["mel_distance"] > 0
+    for kind in ("original", "reconstructed"):
+        assert set(codec["classifier_accuracy"][kind]) == {"instrument_family", "style"}
+    assert json.loads((out / "codec_eval.json").read_text())["codec"] == codec
+    printed = capsys.readouterr().out
+    assert "codec SI-SNR (dB)" in printed and "instrument_family accuracy, reconstructed" in printed
+    assert not (out / "eval.json").exists()
+
+
 @pytest.mark.slow
 def test_evaluate_tiny_musicgen(eval_script, tagger, tiny_model_dir, heldout_root, tmp_path):
     """The whole evaluation on the reference tiny MusicGen (T5 included): keys and shapes only."""
