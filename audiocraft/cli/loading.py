@@ -53,16 +53,13 @@ def checkpoint_config(path: Path):
 
 
 def default_model_name() -> str:
-    """The bundled default model folder, or 'debug' (with a warning) while no trained model is bundled."""
-    import warnings
+    """The bundled default model folder (a CliError if this installation lacks it)."""
+    from ..models.pretrained import default_model_dir
 
-    from ..models import loaders
-    from ..models.pretrained import DEFAULT_MODEL_DIR, PLACEHOLDER_WARNING
-
-    if (DEFAULT_MODEL_DIR / loaders.LM_CHECKPOINT).is_file():
-        return str(DEFAULT_MODEL_DIR)
-    warnings.warn(PLACEHOLDER_WARNING, UserWarning, stacklevel=2)
-    return "debug"
+    try:
+        return str(default_model_dir())
+    except FileNotFoundError as exc:
+        raise CliError(f"{exc}; or pass --model") from None
 
 
 def describe_model_name(name: Optional[str]) -> str:

@@ -7,7 +7,6 @@ folder saved by transformers (``config.json`` + safetensors), or a Hugging Face 
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -20,12 +19,6 @@ from .lm import LMModel
 
 #: Folder of the model that ships inside the package (works offline).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default_model"
-#: What ``get_pretrained()`` returns while no trained default model is bundled.
-PLACEHOLDER_NAME = "placeholder-random"
-PLACEHOLDER_WARNING = (
-    "no trained default model is bundled with this version of audiocraft yet: get_pretrained() returns "
-    f"{PLACEHOLDER_NAME!r}, a tiny model with random weights whose output is noise. Pass a released model "
-    "(e.g. 'facebook/musicgen-small') or a local folder to get music.")
 
 
 def default_model_dir() -> Path:
@@ -55,11 +48,7 @@ def load_pretrained_parts(name: Optional[str], device, dtype=None
         lm = builders.get_debug_lm_model(device)
         return name, compression_model, lm, 30.0
     if name is None:
-        if not (DEFAULT_MODEL_DIR / loaders.LM_CHECKPOINT).is_file():
-            warnings.warn(PLACEHOLDER_WARNING, UserWarning, stacklevel=3)
-            return (PLACEHOLDER_NAME, builders.get_debug_compression_model(device), builders.get_debug_lm_model(device),
-                    30.0)
-        name = str(DEFAULT_MODEL_DIR)
+        name = str(default_model_dir())
     if not isinstance(name, (str, Path)):
         raise TypeError(f"name must be a model name or folder path, got {type(name).__name__}")
     name = str(name)

@@ -243,6 +243,7 @@ class StreamingTransformerLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
         self.norm_first = norm_first
         self.activation = get_activation_fn(activation)
+        self._no_layer_scale = layer_scale is None
         self.layer_scale_1: nn.Module = nn.Identity() if layer_scale is None else LayerScale(d_model, layer_scale, **factory)
         self.layer_scale_2: nn.Module = nn.Identity() if layer_scale is None else LayerScale(d_model, layer_scale, **factory)
         self.cross_attention: Optional[StreamingMultiheadAttention] = None
@@ -254,16 +255,25 @@ class StreamingTransformerLayer(nn.Module):
             self.layer_scale_cross: nn.Module = (nn.Identity() if layer_scale is None
                                                  else LayerScale(d_model, layer_scale, **factory))
 
+    # Dropout and an absent LayerScale are identities in inference: skipping their module calls
+    # saves per-step overhead when decoding one step at a time.
+    def _branch_out(self, x: torch.Tensor, dropout: nn.Module, layer_scale: nn.Module) -> torch.Tensor:
+        if self.training:
+            x = dropout(x)
+        return x if self._no_layer_scale else layer_scale(x)
+
     def _self_block(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer_scale_1(self.dropout1(self.self_attn(x)))
+        return self._branch_out(self.self_attn(x), self.dropout1, self.layer_scale_1)
 
     def _cross_block(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         assert self.cross_attention is not None
-        return self.layer_scale_cross(self.dropout_cross(self.cross_attention(x, source, source)))
+        return self._branch_out(self.cross_attention(x, source, source), self.dropout_cross, self.layer_scale_cross)
 
     def _ff_block(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.dropout(self.activation(self.linear1(x)))
-        return self.layer_scale_2(self.dropout2(self.linear2(hidden)))
+        hidden = self.activation(self.linear1(x))
+        if self.training:
+            hidden = self.dropout(hidden)
+        return self._branch_out(self.linear2(hidden), self.dropout2, self.layer_scale_2)
 
     def forward(self, x: torch.Tensor, cross_attention_src: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x: [B, T, D]; cross_attention_src: [B, S, D], or None to skip the cross-attention block."""
