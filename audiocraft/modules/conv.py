@@ -142,6 +142,13 @@ def _check_norm(norm: str, causal: bool) -> None:
                          "use norm='weight_norm' or 'none' with causal=True.")
 
 
+def _output_norm(norm: str, channels: int, norm_params: dict | None) -> nn.Module:
+    """The normalisation applied after the convolution: GroupNorm(1) for 'time_group_norm', else identity."""
+    if norm == "time_group_norm":
+        return nn.GroupNorm(1, channels, **(norm_params or {}))
+    return nn.Identity()
+
+
 class NormConv1d(nn.Module):
     """A ``Conv1d`` plus its normalisation: weight norm, a time GroupNorm, or nothing.
 
@@ -162,10 +169,7 @@ class NormConv1d(nn.Module):
         conv_cls = WeightNormConv1d if norm == "weight_norm" else nn.Conv1d
         self.conv = conv_cls(in_channels, out_channels, kernel_size, stride,
                              dilation=dilation, groups=groups, bias=bias)
-        if norm == "time_group_norm":
-            self.norm: nn.Module = nn.GroupNorm(1, out_channels, **(norm_params or {}))
-        else:
-            self.norm = nn.Identity()
+        self.norm = _output_norm(norm, out_channels, norm_params)
         self.norm_type = norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,10 +189,7 @@ class NormConvTranspose1d(nn.Module):
         _check_norm(norm, causal)
         conv_cls = WeightNormConvTranspose1d if norm == "weight_norm" else nn.ConvTranspose1d
         self.convtr = conv_cls(in_channels, out_channels, kernel_size, stride, groups=groups, bias=bias)
-        if norm == "time_group_norm":
-            self.norm: nn.Module = nn.GroupNorm(1, out_channels, **(norm_params or {}))
-        else:
-            self.norm = nn.Identity()
+        self.norm = _output_norm(norm, out_channels, norm_params)
         self.norm_type = norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

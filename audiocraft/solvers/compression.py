@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from ..models import builders as model_builders
@@ -209,19 +209,8 @@ def _grad_norm(model: nn.Module) -> torch.Tensor:
 
 def _best_model_state(source: str) -> tuple[DictConfig, dict]:
     """(config, model state dict) of the best state of a training checkpoint or exported file."""
-    path = checkpoint.resolve_checkpoint_path(source)
-    package = checkpoint.load_checkpoint(path, trust_pickle=True)
-    if "xp.cfg" not in package:
-        raise ValueError(f"{str(path)!r} has no 'xp.cfg'; it is not an AudioCraft checkpoint.")
-    cfg = package["xp.cfg"]
-    cfg = OmegaConf.create(cfg) if isinstance(cfg, str) else cfg
-    best = package.get("best_state")
-    if package.get("exported"):
-        return cfg, best
-    state = best.get("model") if isinstance(best, dict) and best else package.get("model")
-    if state is None:
-        raise ValueError(f"{str(path)!r} holds neither best_state['model'] nor 'model'; nothing to export.")
-    return cfg, state
+    path, package, cfg = checkpoint.load_run_checkpoint(source)
+    return cfg, checkpoint.best_model_state(package, path)
 
 
 def export_compression(xp_or_checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,

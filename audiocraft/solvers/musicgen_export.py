@@ -25,20 +25,10 @@ logger = logging.getLogger("audiocraft.solver")
 
 def _load_run(xp_or_checkpoint: str | os.PathLike) -> tuple[DictConfig, dict]:
     """(config, LM state of the best state) of a MusicGen run."""
-    source = str(xp_or_checkpoint)
-    path = checkpoint.resolve_checkpoint_path(source)
-    package = checkpoint.load_checkpoint(path, trust_pickle=True)
-    if "xp.cfg" not in package:
-        raise ValueError(f"{str(path)!r} has no 'xp.cfg'; it is not a checkpoint of a training run.")
-    cfg = package["xp.cfg"]
-    cfg = OmegaConf.create(cfg) if isinstance(cfg, str) else cfg
+    path, package, cfg = checkpoint.load_run_checkpoint(xp_or_checkpoint)
     if cfg.get("solver") not in ("musicgen", "lm"):
         raise ValueError(f"{str(path)!r} is a checkpoint of a {cfg.get('solver')!r} run, not a MusicGen one.")
-    best = package.get("best_state") or {}
-    state = best.get("model") or package.get("model")
-    if state is None:
-        raise ValueError(f"{str(path)!r} holds neither best_state['model'] nor 'model'; nothing to export.")
-    return cfg, state
+    return cfg, checkpoint.best_model_state(package, path)
 
 
 def _lm_from_run(cfg: DictConfig, state: dict, merge: bool = True):

@@ -164,3 +164,30 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         else:
             logger.warning("Saved CUDA generator states are for %d devices, this machine has %d; not restored.",
                            len(cuda_states), torch.cuda.device_count())
+
+
+def load_run_checkpoint(source: str | os.PathLike) -> tuple[Path, dict, Any]:
+    """``(path, package, cfg)`` of a training checkpoint or exported file that carries its config.
+
+    ``source`` is ``//sig/<signature>``, an experiment folder or a file; ``cfg`` is the package's
+    ``xp.cfg`` as an OmegaConf object.
+    """
+    from omegaconf import OmegaConf
+
+    path = resolve_checkpoint_path(str(source))
+    package = load_checkpoint(path, trust_pickle=True)
+    if "xp.cfg" not in package:
+        raise ValueError(f"{str(path)!r} has no 'xp.cfg'; it is not a checkpoint of an AudioCraft training run.")
+    cfg = package["xp.cfg"]
+    return path, package, OmegaConf.create(cfg) if isinstance(cfg, str) else cfg
+
+
+def best_model_state(package: dict, path: str | os.PathLike) -> dict:
+    """The model state of a checkpoint: its best state (EMA weights when EMA is on), else the last one."""
+    best = package.get("best_state")
+    if package.get("exported"):
+        return best
+    state = best.get("model") if isinstance(best, dict) and best else package.get("model")
+    if state is None:
+        raise ValueError(f"{str(path)!r} holds neither best_state['model'] nor 'model'; nothing to export.")
+    return state
