@@ -35,3 +35,17 @@ def test_get_pretrained_without_argument_generates_music_offline():
     rms = wav.pow(2).mean(dim=(1, 2)).sqrt()
     assert (rms > 1e-3).all(), f"silent output: rms {rms.tolist()}"
     assert not torch.equal(tokens[0], tokens[1])
+
+
+def test_missing_bundle_is_a_clear_error(tmp_path, monkeypatch):
+    import pytest
+
+    from audiocraft.cli.common import CliError
+    from audiocraft.cli.loading import default_model_name
+    from audiocraft.models import pretrained
+
+    monkeypatch.setattr(pretrained, "DEFAULT_MODEL_DIR", tmp_path / "default_model")
+    with pytest.raises(FileNotFoundError, match="bundled default model is missing"):
+        MusicGen.get_pretrained(device="cpu")
+    with pytest.raises(CliError, match="pass --model"):
+        default_model_name()
