@@ -202,7 +202,10 @@ def test_unreadable_upload_shows_error_then_app_still_works(app, driver, tmp_pat
     _open(driver, url)
     bogus = tmp_path / "not_really_audio.wav"
     bogus.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    driver.find_element(By.CSS_SELECTOR, "#audio_in input[type=file]").send_keys(str(bogus))
+    # The page is usable once #generate shows; the upload widget may render a moment later.
+    upload = _wait(driver, lambda b: b.find_elements(By.CSS_SELECTOR, "#audio_in input[type=file]"),
+                   "the audio upload input", 30)
+    upload[0].send_keys(str(bogus))
     _type_prompt(driver, "calm piano")
     _set_slider(driver, "duration", 1)
     driver.find_element(By.ID, "generate").click()
