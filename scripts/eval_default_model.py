@@ -123,6 +123,11 @@ def load_heldout_clips(root: Path, split: str, num_samples: int, duration: float
     return clips
 
 
+def wanted_labels(clips: list[HeldOutClip]) -> dict[str, list[str | None]]:
+    """Per tagger head, the label each clip's sidecar gives (None when it has none)."""
+    return {head: [clip.labels.get(head) for clip in clips] for head in (FAMILY, STYLE)}
+
+
 def stack_clips(clips: list[HeldOutClip]) -> tuple[torch.Tensor, int]:
     """The clips as one batch ``[B, C, T]`` at the first clip's rate (others are resampled)."""
     rate = clips[0].sample_rate
@@ -340,7 +345,7 @@ def evaluate_model(model, clips: list[HeldOutClip], tagger: MusicTagger, duratio
     classifiers = {head: TaggerClassifier(tagger, head) for head in (FAMILY, STYLE)}
     embedder = TaggerEmbedder(tagger)
     originals, data_rate = stack_clips(clips)
-    wanted = {head: [clip.labels.get(head) for clip in clips] for head in (FAMILY, STYLE)}
+    wanted = wanted_labels(clips)
 
     codec, original_embedding, original_probs, recon_embedding = evaluate_codec(
         model.compression_model, originals, data_rate, tagger, wanted, batch_size, log)
@@ -422,23 +427,27 @@ def format_codec_table(codec: dict) -> str:
     return "\n".join(f"{name:<{width}}  {'n/a' if value is None else f'{value:.3f}':>8}" for name, value in rows)
 
 
+def write_results(path: Path, results: dict, table: str) -> dict:
+    """Write ``results`` as JSON to ``path`` (its folder is created), print ``table``; returns ``results``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    print(table)
+    print(f"wrote {path}")
+    return results
+
+
 def main_codec(args: argparse.Namespace, tagger: MusicTagger, clips: list[HeldOutClip]) -> dict:
     """``--codec``: the codec scores of one compression checkpoint."""
     from audiocraft.solvers.compression import CompressionSolver
 
     codec_model = CompressionSolver.model_from_checkpoint(args.codec, device=args.device)
     originals, data_rate = stack_clips(clips)
-    wanted = {head: [clip.labels.get(head) for clip in clips] for head in (FAMILY, STYLE)}
+    wanted = wanted_labels(clips)
     scores = evaluate_codec(codec_model, originals, data_rate, tagger, wanted, args.batch_size,
                             log=lambda line: print(line, flush=True))[0]
     results = {"codec_checkpoint": str(args.codec), "data": str(args.data), "split": args.split,
                "num_clips": len(clips), "duration": args.duration, "codec": scores}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "codec_eval.json"
-    path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    print(format_codec_table(scores))
-    print(f"wrote {path}")
-    return results
+    return write_results(args.out / "codec_eval.json", results, format_codec_table(scores))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -465,12 +474,7 @@ def main(argv: list[str] | None = None) -> dict:
                "classifier": {"path": str(args.classifier or "shipped"),
                               "test_accuracy": classifier_notes.get("test", {})},
                **results}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "eval.json"
-    path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    print(format_table(results))
-    print(f"wrote {path}")
-    return results
+    return write_results(args.out / "eval.json", results, format_table(results))
 
 
 if __name__ == "__main__":
