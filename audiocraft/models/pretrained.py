@@ -30,6 +30,12 @@ def default_model_dir() -> Path:
     return DEFAULT_MODEL_DIR
 
 
+def resolve_pretrained_name(name: str) -> str:
+    """``'default'`` -> the bundled default model folder (for ``continue_from=//pretrained/default``); other
+    names unchanged."""
+    return str(default_model_dir()) if name == "default" else name
+
+
 def _is_transformers_folder(path: Path) -> bool:
     from .hf_convert import is_transformers_musicgen_folder
     return is_transformers_musicgen_folder(path)

@@ -265,11 +265,15 @@ class StandardSolver(ABC):
     def valid(self) -> dict[str, float]:
         return self.common_train_valid("valid")
 
+    def set_model_mode(self, training: bool) -> None:
+        """Put the model in train or eval mode for a train/valid loop (subclasses may keep parts in eval)."""
+        self.model.train(training)
+
     def common_train_valid(self, split: str) -> dict[str, float]:
         """Loop over ``updates_per_epoch`` train batches (or the whole valid loader); returns averaged metrics."""
         training = split == "train"
         loader = self.dataloaders[split]
-        self.model.train(training)
+        self.set_model_mode(training)
         builders.set_loader_epoch(loader, self.epoch)
         total = self.updates_per_epoch if training else len(loader)
         average = Averager()

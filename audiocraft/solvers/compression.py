@@ -26,6 +26,7 @@ from torch import nn
 
 from ..models import builders as model_builders
 from ..models.encodec import CompressionModel, EncodecModel
+from ..models.pretrained import resolve_pretrained_name
 from ..utils import checkpoint, distributed
 from . import builders
 from .base import StandardSolver, StepOutput
@@ -50,7 +51,10 @@ class CompressionSolver(StandardSolver):
         if cfg.evaluate.metrics.get("visqol"):
             raise ValueError("evaluate.metrics.visqol=true is not available in this implementation; set it to false.")
         self.model = model_builders.get_compression_model(cfg).to(self.device)
-        self.optimizer = builders.get_optimizer(self.model.parameters(), cfg.optim)
+        self.frozen = _frozen_parts(self.model, cfg.get("freeze"))
+        for part in self.frozen:
+            getattr(self.model, part).requires_grad_(False)
+        self.optimizer = builders.get_optimizer([p for p in self.model.parameters() if p.requires_grad], cfg.optim)
         self.adv_losses = builders.get_adversarial_losses(cfg, self.device)
         self.aux_losses, self.info_losses = nn.ModuleDict(), nn.ModuleDict()
         weights: dict[str, float] = {}
@@ -70,13 +74,19 @@ class CompressionSolver(StandardSolver):
         self.register_best_state("model")
         self.register_ema("model")
 
+    def set_model_mode(self, training: bool) -> None:
+        super().set_model_mode(training)
+        for part in self.frozen:  # a frozen quantizer must not update its codebooks either
+            getattr(self.model, part).eval()
+
     def build_dataloaders(self) -> None:
         self.dataloaders = builders.get_audio_datasets(self.cfg, dataset_type="audio")
 
     def show(self) -> None:
         super().show()
-        logger.info("Codebooks: %d; adversaries: %s; losses: %s; logged only: %s", self.model.total_codebooks,
-                    list(self.adv_losses), self.loss_weights, list(self.info_losses))
+        logger.info("Codebooks: %d; adversaries: %s; losses: %s; logged only: %s; frozen: %s",
+                    self.model.total_codebooks, list(self.adv_losses), self.loss_weights, list(self.info_losses),
+                    self.frozen or "nothing")
 
     # ------------------------------------------------------------------ one batch
     def run_step(self, batch: Any) -> StepOutput:
@@ -170,7 +180,7 @@ class CompressionSolver(StandardSolver):
 
     # ------------------------------------------------------------------ loading models
     def load_from_pretrained(self, name: str) -> dict:
-        model = CompressionModel.get_pretrained(name)
+        model = CompressionModel.get_pretrained(resolve_pretrained_name(name))
         if not isinstance(model, EncodecModel):
             raise ValueError(f"continue_from=//pretrained/{name}: only AudioCraft EnCodec checkpoints can be "
                              f"fine-tuned, got a {type(model).__name__}.")
@@ -194,6 +204,22 @@ class CompressionSolver(StandardSolver):
         """:meth:`model_from_checkpoint` with the LM config's options (stereo interleaving, number of codebooks)."""
         model = CompressionSolver.model_from_checkpoint(checkpoint_path, device)
         return model_builders.get_wrapped_compression_model(model, cfg)
+
+
+_FREEZABLE = ("encoder", "quantizer", "decoder")
+
+
+def _frozen_parts(model: nn.Module, freeze: Any) -> list[str]:
+    """The parts of ``model`` named by the ``freeze`` option, checked."""
+    parts = [str(part) for part in (freeze or [])]
+    unknown = [part for part in parts if part not in _FREEZABLE]
+    if unknown:
+        raise ValueError(f"freeze={parts}: unknown part(s) {unknown}; choose among {list(_FREEZABLE)}.")
+    if set(parts) == set(_FREEZABLE):
+        raise ValueError("freeze lists every part of the model: nothing would be trained.")
+    if "quantizer" in parts and "encoder" not in parts:
+        logger.warning("freeze=%s: the quantizer is frozen but the encoder trains, so the codes still change.", parts)
+    return [part for part in _FREEZABLE if part in parts]
 
 
 def _average_gradients(module: nn.Module) -> None:

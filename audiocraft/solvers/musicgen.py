@@ -37,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..data.token_cache import TokenBatch, TokenCache, TokenCacheDataset, identity_collate
 from ..losses.lm import compute_cross_entropy
 from ..models import builders as model_builders
+from ..models.pretrained import resolve_pretrained_name
 from ..utils import checkpoint, distributed
 from . import builders
 from .base import StandardSolver, StepOutput
@@ -52,14 +53,6 @@ _MODEL_SECTIONS = ("lm_model", "transformer_lm", "codebooks_pattern", "condition
                    "classifier_free_guidance", "compression_model_n_q", "interleave_stereo_codebooks")
 _LORA_DEFAULTS = {"use": False, "rank": 8, "alpha": 16.0, "dropout": 0.0,
                   "target_modules": ["linear1", "linear2", "out_proj", "linears"]}
-
-
-def resolve_pretrained_name(name: str) -> str:
-    """``'default'`` -> the bundled default model folder; other names unchanged."""
-    if name == "default":
-        from ..models.pretrained import default_model_dir
-        return str(default_model_dir())
-    return name
 
 
 class MusicGenSolver(StandardSolver):

@@ -143,3 +143,37 @@ def test_missing_manifest_is_an_actionable_error(tmp_path):
     solver = get_solver(cfg, folder=tmp_path / "xp")
     with pytest.raises(FileNotFoundError, match="datasource.train.*audiocraft.data.audio_dataset"):
         solver.build()
+
+
+def test_frozen_encoder_and_quantizer_keep_the_codes(manifest, tmp_path):
+    """freeze=[encoder,quantizer]: only the decoder trains, and the codes of any input stay the same."""
+    cfg = compose_config(debug_overrides(manifest, epochs=1, updates=2))
+    _run(cfg, tmp_path / "first")
+    follow = compose_config(debug_overrides(manifest, epochs=2, updates=3)
+                            + [f"continue_from={tmp_path / 'first'}", "freeze=[encoder,quantizer]",
+                               "optim.ema.use=false", "optim.lr=3e-3"])
+    seed_all(0)
+    solver = get_solver(follow, folder=tmp_path / "second")
+    solver.restore()
+    before = {key: value.clone() for key, value in solver.model.state_dict().items()}
+    wav = torch.randn(2, 1, 8000)
+    with torch.no_grad():
+        codes_before = solver.model.eval().encode(wav)[0]
+    solver.run()
+    after = solver.model.state_dict()
+    for key, value in after.items():
+        if key.startswith(("encoder.", "quantizer.")):  # weights and codebook buffers alike
+            assert torch.equal(value, before[key]), key
+    assert any(not torch.equal(value, before[key]) for key, value in after.items() if key.startswith("decoder."))
+    with torch.no_grad():
+        assert torch.equal(solver.model.eval().encode(wav)[0], codes_before)
+    optimized = {id(p) for group in solver.optimizer.param_groups for p in group["params"]}
+    assert optimized == {id(p) for p in solver.model.decoder.parameters()}
+
+
+@pytest.mark.parametrize("freeze, message", [(["encoder", "bottleneck"], "unknown part"),
+                                             (["encoder", "quantizer", "decoder"], "nothing would be trained")])
+def test_bad_freeze_option_is_an_actionable_error(manifest, tmp_path, freeze, message):
+    cfg = compose_config(debug_overrides(manifest, epochs=1, updates=1) + [f"freeze=[{','.join(freeze)}]"])
+    with pytest.raises(ValueError, match=message):
+        get_solver(cfg, folder=tmp_path / "xp").build()
