@@ -8,7 +8,7 @@ same way, by a stopping criterion), seconds of compute per second of audio (mean
 memory (each implementation runs in its own process; peak RSS of that process) and the codec
 decode time against transformers' EncodecModel; then the same for the bundled default model:
 
-    python scripts/bench_generate.py [--durations 1 10] [--batches 1 4] [--threads 2]
+    python scripts/bench_generate.py [--durations 1 10] [--batches 1 4] [--threads 2] [--rounds 3]
                                      [--dtypes float32 bfloat16 int8] [--skip-transformers]
 
 transformers is an optional dependency of this benchmark only. Run it on a quiet machine:
@@ -169,6 +169,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "int8"])
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="run every implementation this many times, in rotating order, and report the median "
+                             "round (the machine's speed drifts by up to 40%% between runs); [min-max] shows the spread")
     parser.add_argument("--skip-transformers", action="store_true")
     parser.add_argument("--skip-default", action="store_true")
     parser.add_argument("--profile", action="store_true",
@@ -190,10 +193,17 @@ def main() -> None:
             print("transformers not installed; skipped")
         else:
             kinds.append("transformers")
-    for kind in kinds:
-        for row in run_in_subprocess(kind, args):
-            rows.append(row)
-            print_row(row)
+    runs: dict[tuple, list[tuple]] = {}
+    for round_index in range(args.rounds):
+        # the order rotates, so that a slow spell of the (shared) machine does not always hit the same one
+        order = kinds[round_index % len(kinds):] + kinds[:round_index % len(kinds)]
+        for kind in order:
+            for row in run_in_subprocess(kind, args):
+                runs.setdefault(row[:3], []).append(row)
+    for key in sorted(runs, key=lambda key: (key[0] == "transformers", key)):
+        row = combine_rounds(runs[key])
+        rows.append(row)
+        print_row(row, [run[3] for run in runs[key]])
     print_ratios(rows)
     if not args.skip_default:
         torch.set_num_threads(args.threads)
@@ -221,9 +231,20 @@ def profile_ours(threads: int, dtype: str = "float32", steps: int = 30) -> None:
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
 
 
-def print_row(row) -> None:
+def combine_rounds(runs: list[tuple]) -> tuple:
+    """One row from the rounds of one configuration: the median of each timing, the highest peak memory."""
+    def median(values):
+        values = sorted(values)
+        return values[len(values) // 2]
+    name, batch, duration = runs[0][:3]
+    return (name, batch, duration, median([run[3] for run in runs]), median([run[4] for run in runs]),
+            median([run[5] for run in runs]), max(run[6] for run in runs))
+
+
+def print_row(row, round_ms: list[float] | None = None) -> None:
     name, batch, duration, ms, s_per_s, decode, mem = row
-    print(f"{name:>18} | batch {batch} | {duration:5.1f} s | {ms:7.1f} ms/step (median) | {s_per_s:6.2f} s per s of audio "
+    spread = f" [{min(round_ms):.0f}-{max(round_ms):.0f}]" if round_ms and len(round_ms) > 1 else ""
+    print(f"{name:>18} | batch {batch} | {duration:5.1f} s | {ms:7.1f} ms/step (median){spread} | {s_per_s:6.2f} s per s of audio "
           f"| codec decode {decode:6.2f} s | peak RSS {mem:7.0f} MB")
 
 
