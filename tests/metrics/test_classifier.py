@@ -29,13 +29,38 @@ def tagger():
     return model.eval()
 
 
-@pytest.fixture(scope="module")
-def eval_script():
-    spec = importlib.util.spec_from_file_location("eval_default_model", SCRIPTS / "eval_default_model.py")
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def eval_script():
+    return _load_script("eval_default_model")
+
+
+@pytest.fixture(scope="module")
+def train_script():
+    return _load_script("train_eval_classifier")
+
+
+def test_noise_augmentation_mixes_at_the_asked_ratio(train_script):
+    """add_noise: untouched crops keep their values; the mixed ones gain energy as the SNR asks."""
+    tagger = MusicTagger({"instrument_family": ["a", "b"]}, conv_channels=(4, 8, 8, 16), embedding_dim=12)
+    generator = torch.Generator().manual_seed(0)
+    bank = train_script.noise_log_mels(tagger, 4, generator)
+    assert bank.shape == (4, tagger.n_mels, tagger.window_frames)
+    batch = tagger.log_mel(noise(6, tagger.window_seconds))[..., :tagger.window_frames]
+    assert torch.equal(train_script.add_noise(batch, bank, 0.0, (0.0, 0.0), generator), batch)
+    energy = batch.exp().mean(dim=(1, 2))
+    for snr_db in (0.0, 10.0, 30.0):
+        mixed = train_script.add_noise(batch, bank, 1.0, (snr_db, snr_db), generator)
+        assert mixed.shape == batch.shape and bool((mixed >= batch).all())
+        added = mixed.exp().mean(dim=(1, 2)) / energy - 1  # noise energy / signal energy
+        torch.testing.assert_close(added, torch.full_like(added, 10 ** (-snr_db / 10)), rtol=1e-3, atol=1e-6)
 
 
 def noise(batch, seconds, channels=1, seed=0):
