@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-examples", type=int, default=4, help="generated examples to save (default 4)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per generation batch (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the clip choice, shuffle and sampling")
+    parser.add_argument("--cfg-coef", type=float, default=None,
+                        help="classifier-free guidance coefficient (default: the model's)")
+    parser.add_argument("--top-k", type=int, default=None, help="top-k sampling (default: the model's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--codec", default=None, metavar="CHECKPOINT",
@@ -91,6 +94,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--duration must be > 0 seconds, got {args.duration}")
     if args.num_examples < 0:
         parser.error(f"--num-examples must be >= 0, got {args.num_examples}")
+    if args.cfg_coef is not None and args.cfg_coef < 0:
+        parser.error(f"--cfg-coef must be >= 0, got {args.cfg_coef}")
+    if args.top_k is not None and args.top_k < 0:
+        parser.error(f"--top-k must be >= 0, got {args.top_k}")
     return args
 
 
@@ -321,7 +328,7 @@ def evaluate_codec(compression_model, originals: torch.Tensor, data_rate: int, t
 
 def evaluate_model(model, clips: list[HeldOutClip], tagger: MusicTagger, duration: float = 5.0,
                    batch_size: int = 8, seed: int = 0, out: Path | None = None, num_examples: int = 0,
-                   log=print) -> dict:
+                   log=print, generation_params: dict | None = None) -> dict:
     """All the numbers of the module docstring for ``model`` (a MusicGen) on ``clips``.
 
     Args:
@@ -334,6 +341,8 @@ def evaluate_model(model, clips: list[HeldOutClip], tagger: MusicTagger, duratio
         out: folder for the examples (None: none are written).
         num_examples: how many generated clips to save in ``out``.
         log: where progress lines go.
+        generation_params: other arguments of ``set_generation_params`` (e.g. ``cfg_coef``); the
+            model's defaults otherwise.
     Returns:
         A JSON-serialisable dict: ``codec``, ``lm``, ``fad``, ``examples``, ``settings``.
     """
@@ -351,7 +360,7 @@ def evaluate_model(model, clips: list[HeldOutClip], tagger: MusicTagger, duratio
         model.compression_model, originals, data_rate, tagger, wanted, batch_size, log)
 
     start = time.time()
-    model.set_generation_params(duration=duration)
+    model.set_generation_params(duration=duration, **(generation_params or {}))
     torch.manual_seed(seed)
     captions = [clip.description for clip in clips]
     batches = []
@@ -463,9 +472,11 @@ def main(argv: list[str] | None = None) -> dict:
     name = None if args.model == "default" else args.model
     model = MusicGen.get_pretrained(name, device=args.device)
     print(f"model {model.name}: evaluating on {len(clips)} clips of {args.data} ({args.split})", flush=True)
+    generation_params = {key: value for key, value in (("cfg_coef", args.cfg_coef), ("top_k", args.top_k))
+                         if value is not None}
     results = evaluate_model(model, clips, tagger, duration=args.duration, batch_size=args.batch_size,
                              seed=args.seed, out=args.out, num_examples=args.num_examples,
-                             log=lambda line: print(line, flush=True))
+                             log=lambda line: print(line, flush=True), generation_params=generation_params)
     try:
         classifier_notes = read_tagger_notes(args.classifier)
     except (FileNotFoundError, ValueError):

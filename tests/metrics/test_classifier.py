@@ -230,9 +230,9 @@ class FakeMusicGen:
         self.generation_params = {}
         self.duration = None
 
-    def set_generation_params(self, duration):
+    def set_generation_params(self, duration, **params):
         self.duration = duration
-        self.generation_params = {"duration": duration}
+        self.generation_params = {"duration": duration, **params}
 
     def generate(self, descriptions):
         return noise(len(descriptions), self.duration * self.sample_rate / SR, seed=len(descriptions))
@@ -286,6 +286,9 @@ def test_evaluate_model_with_the_tiny_codec(eval_script, tagger, tiny_model_dir,
                                          num_examples=1, log=lambda line: None)
     check_results(eval_script, results, tmp_path / "out")
     assert model.duration == 0.5
+    results = eval_script.evaluate_model(model, clips, tagger, duration=0.5, batch_size=2,
+                                         log=lambda line: None, generation_params={"cfg_coef": 5.0})
+    assert results["settings"]["generation_params"] == {"duration": 0.5, "cfg_coef": 5.0}
     with pytest.raises(ValueError, match="empty"):
         eval_script.evaluate_model(model, [], tagger)
 
