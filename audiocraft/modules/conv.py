@@ -107,8 +107,20 @@ class _WeightNormMixin:
         self.weight_v = nn.Parameter(weight.clone())
 
     def normalized_weight(self) -> torch.Tensor:
-        """The effective convolution kernel built from ``weight_g`` and ``weight_v``."""
-        return torch._weight_norm(self.weight_v, self.weight_g, 0)
+        """The effective convolution kernel built from ``weight_g`` and ``weight_v``.
+
+        Without autograd (inference) it is computed once and reused until either parameter
+        changes (in place, as an optimizer or ``load_state_dict`` does, or by moving to another
+        device or dtype): rebuilding it was 10% of a codec decode.
+        """
+        if torch.is_grad_enabled():
+            return torch._weight_norm(self.weight_v, self.weight_g, 0)
+        key = tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in (self.weight_v, self.weight_g))
+        cached = self.__dict__.get("_normalized_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, torch._weight_norm(self.weight_v, self.weight_g, 0))
+            self.__dict__["_normalized_cache"] = cached
+        return cached[1]
 
 
 class WeightNormConv1d(_WeightNormMixin, nn.Conv1d):
