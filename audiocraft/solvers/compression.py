@@ -51,7 +51,7 @@ class CompressionSolver(StandardSolver):
         if cfg.evaluate.metrics.get("visqol"):
             raise ValueError("evaluate.metrics.visqol=true is not available in this implementation; set it to false.")
         self.model = model_builders.get_compression_model(cfg).to(self.device)
-        self.frozen = _frozen_parts(self.model, cfg.get("freeze"))
+        self.frozen = _frozen_parts(cfg.get("freeze"))
         for part in self.frozen:
             getattr(self.model, part).requires_grad_(False)
         self.optimizer = builders.get_optimizer([p for p in self.model.parameters() if p.requires_grad], cfg.optim)
@@ -209,9 +209,9 @@ class CompressionSolver(StandardSolver):
 _FREEZABLE = ("encoder", "quantizer", "decoder")
 
 
-def _frozen_parts(model: nn.Module, freeze: Any) -> list[str]:
-    """The parts of ``model`` named by the ``freeze`` option, checked."""
-    parts = [str(part) for part in (freeze or [])]
+def _frozen_parts(freeze: Any) -> list[str]:
+    """The model parts named by the ``freeze`` option (a list, or one name), checked."""
+    parts = [freeze] if isinstance(freeze, str) else [str(part) for part in (freeze or [])]
     unknown = [part for part in parts if part not in _FREEZABLE]
     if unknown:
         raise ValueError(f"freeze={parts}: unknown part(s) {unknown}; choose among {list(_FREEZABLE)}.")
