@@ -243,8 +243,8 @@ def profile_ours(threads: int, dtype: str = "float32", steps: int = 30) -> None:
 def combine_rounds(runs: list[tuple]) -> tuple:
     """One row from the rounds of one configuration: the median of each timing, the highest peak memory."""
     def median(values):
-        values = sorted(values)
-        return values[len(values) // 2]
+        values, middle = sorted(values), len(values) // 2
+        return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
     name, batch, duration = runs[0][:3]
     return (name, batch, duration, median([run[3] for run in runs]), median([run[4] for run in runs]),
             median([run[5] for run in runs]), max(run[6] for run in runs))
