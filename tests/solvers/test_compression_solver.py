@@ -150,7 +150,7 @@ def test_frozen_encoder_and_quantizer_keep_the_codes(manifest, tmp_path):
     cfg = compose_config(debug_overrides(manifest, epochs=1, updates=2))
     _run(cfg, tmp_path / "first")
     follow = compose_config(debug_overrides(manifest, epochs=2, updates=3)
-                            + [f"continue_from={tmp_path / 'first'}", "freeze=[encoder,quantizer]",
+                            + [f"continue_from={tmp_path / 'first'}", "+freeze=[encoder,quantizer]",
                                "optim.ema.use=false", "optim.lr=3e-3"])
     seed_all(0)
     solver = get_solver(follow, folder=tmp_path / "second")
@@ -174,6 +174,6 @@ def test_frozen_encoder_and_quantizer_keep_the_codes(manifest, tmp_path):
 @pytest.mark.parametrize("freeze, message", [(["encoder", "bottleneck"], "unknown part"),
                                              (["encoder", "quantizer", "decoder"], "nothing would be trained")])
 def test_bad_freeze_option_is_an_actionable_error(manifest, tmp_path, freeze, message):
-    cfg = compose_config(debug_overrides(manifest, epochs=1, updates=1) + [f"freeze=[{','.join(freeze)}]"])
+    cfg = compose_config(debug_overrides(manifest, epochs=1, updates=1) + [f"+freeze=[{','.join(freeze)}]"])
     with pytest.raises(ValueError, match=message):
         get_solver(cfg, folder=tmp_path / "xp").build()
