@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from bench_codec import best_time  # scripts/ is on the path when a script runs
+
 REFERENCE = Path(__file__).resolve().parent.parent / "tests" / "assets" / "reference"
 FRAME_RATE = 50.0
 
@@ -65,18 +67,6 @@ def step_stats(stamps: list[float]) -> tuple[float, float]:
     return gaps[len(gaps) // 2], sum(gaps) / len(gaps)
 
 
-def best_time(function, repeats: int = 2) -> float:
-    """Best wall time of ``function()`` over ``repeats`` calls, after one untimed call (the first call for a
-    new input shape also builds the convolution kernels)."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 @torch.no_grad()
 def time_ours(model, batch: int, duration: float) -> tuple[float, float, float]:
     """(median ms per step, mean ms per step, codec decode seconds) with guided top-k sampling."""
@@ -92,7 +82,7 @@ def time_ours(model, batch: int, duration: float) -> tuple[float, float, float]:
             token = sample_token(logits, True, 1.0, 250, 0.0)
             stamps.append(time.perf_counter())
     codes = torch.randint(0, 2048, (batch, 4, int(duration * FRAME_RATE)))
-    decode = best_time(lambda: model.compression_model.decode(codes))
+    decode = best_time(lambda: model.compression_model.decode(codes), repeats=2)
     return (*step_stats(stamps), decode)
 
 
@@ -134,7 +124,7 @@ def time_transformers(model, batch: int, duration: float) -> tuple[float, float,
     model.generate(**inputs, do_sample=True, top_k=250, guidance_scale=3.0, max_new_tokens=steps - 1,
                    stopping_criteria=StoppingCriteriaList([stamps]))
     codes = torch.randint(0, 2048, (1, batch, 4, int(duration * FRAME_RATE)))
-    decode = best_time(lambda: model.audio_encoder.decode(codes, [None]))
+    decode = best_time(lambda: model.audio_encoder.decode(codes, [None]), repeats=2)
     return (*step_stats(stamps.stamps), decode)
 
 

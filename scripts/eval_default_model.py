@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from audiocraft.cli.common import non_negative_float, non_negative_int  # noqa: E402
 from audiocraft.data.audio import audio_read, audio_write  # noqa: E402
 from audiocraft.data.audio_utils import convert_audio  # noqa: E402
 from audiocraft.losses import MelSpectrogramL1Loss, si_snr  # noqa: E402
@@ -78,9 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-examples", type=int, default=4, help="generated examples to save (default 4)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per generation batch (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the clip choice, shuffle and sampling")
-    parser.add_argument("--cfg-coef", type=float, default=None,
+    parser.add_argument("--cfg-coef", type=non_negative_float, default=None,
                         help="classifier-free guidance coefficient (default: the model's)")
-    parser.add_argument("--top-k", type=int, default=None, help="top-k sampling (default: the model's)")
+    parser.add_argument("--top-k", type=non_negative_int, default=None, help="top-k sampling (default: the model's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--codec", default=None, metavar="CHECKPOINT",
@@ -94,10 +95,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--duration must be > 0 seconds, got {args.duration}")
     if args.num_examples < 0:
         parser.error(f"--num-examples must be >= 0, got {args.num_examples}")
-    if args.cfg_coef is not None and args.cfg_coef < 0:
-        parser.error(f"--cfg-coef must be >= 0, got {args.cfg_coef}")
-    if args.top_k is not None and args.top_k < 0:
-        parser.error(f"--top-k must be >= 0, got {args.top_k}")
     return args
 
 

@@ -27,19 +27,19 @@ from torch import nn
 MAX_STREAMED_ROWS = 4
 
 
-def _onednn_linear_available(dtype: torch.dtype) -> bool:
-    """True if this PyTorch has oneDNN's dense-weight linear op and it runs here in ``dtype``."""
+def _onednn_linear_available() -> bool:
+    """True if this PyTorch has oneDNN's dense-weight linear op and it runs here in float32."""
     try:
         op = torch.ops.mkldnn._linear_pointwise
         if not torch.backends.mkldnn.is_available():
             return False
-        out = op(torch.ones(2, 3, dtype=dtype), torch.ones(4, 3, dtype=dtype), None, "none", [], "")
+        out = op(torch.ones(2, 3), torch.ones(4, 3), None, "none", [], "")
     except (AttributeError, RuntimeError):
         return False
     return out.shape == (2, 4) and bool((out == 3).all())
 
 
-_ONEDNN_LINEAR = _onednn_linear_available(torch.float32)
+_ONEDNN_LINEAR = _onednn_linear_available()
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
