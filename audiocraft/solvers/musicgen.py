@@ -145,6 +145,10 @@ class MusicGenSolver(StandardSolver):
         if cfg.fsdp.use:
             raise ValueError("fsdp.use=true is not supported by this implementation; set fsdp.use=false.")
         self._adopt_pretrained_config()
+        crop_p, crop_min = cfg.tokens.get("random_crop_p", 0.0), cfg.tokens.get("random_crop_min_duration", 1.0)
+        if not 0.0 <= float(crop_p or 0.0) <= 1.0 or float(crop_min) <= 0:
+            raise ValueError(f"tokens.random_crop_p={crop_p} and tokens.random_crop_min_duration={crop_min}: the "
+                             f"probability must be within [0, 1] and the duration > 0 seconds.")
         codec = self._load_compression_model().to(self.device).eval()
         for param in codec.parameters():
             param.requires_grad_(False)
@@ -233,8 +237,30 @@ class MusicGenSolver(StandardSolver):
                 mask[index, :, math.floor(length / sample_rate * frame_rate):] = False
         return codes, attributes, mask
 
+    def _random_token_crop(self, codes: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """With probability ``tokens.random_crop_p`` (this project's option; 0 by default), the same random
+        window of every sequence of the batch, at least ``tokens.random_crop_min_duration`` seconds long.
+
+        Only the first frames of a sequence have to take the instrument and style from the text: later
+        ones can copy them from the frames before. Shorter windows at random offsets give the LM more
+        such starts per update, and starts that differ from epoch to epoch when the codes come from
+        the token cache. Drawn from ``self.rng`` (reseeded every epoch).
+        """
+        probability = float(self.cfg.tokens.get("random_crop_p", 0.0) or 0.0)  # checked by build_model
+        if probability <= 0 or torch.rand(1, generator=self.rng).item() >= probability:
+            return codes, mask
+        total = codes.shape[-1]
+        shortest = math.ceil(float(self.cfg.tokens.get("random_crop_min_duration", 1.0))
+                             * self.compression_model.frame_rate)
+        shortest = min(max(shortest, 1), total)
+        length = int(torch.randint(shortest, total + 1, (1,), generator=self.rng))
+        start = int(torch.randint(0, total - length + 1, (1,), generator=self.rng))
+        return codes[..., start:start + length], mask[..., start:start + length]
+
     def run_step(self, batch: Any) -> StepOutput:
         codes, attributes, padding_mask = self._codes_and_attributes(batch)
+        if self.is_training:
+            codes, padding_mask = self._random_token_crop(codes, padding_mask)
         output = self.model.compute_predictions(codes, attributes)  # dropouts of the conditions in training
         ce, ce_per_codebook = compute_cross_entropy(output.logits, codes, output.mask & padding_mask)
         metrics: dict[str, Any] = {"ce": ce.detach(), "ppl": torch.exp(ce.detach())}

@@ -146,6 +146,35 @@ def test_token_cache_is_written_once_then_replaces_the_codec(manifest, tmp_path)
         stale.build()
 
 
+def test_random_token_crop_takes_one_window_of_the_batch(manifest, tmp_path):
+    crop = ["+tokens.random_crop_p=1.0", "+tokens.random_crop_min_duration=0.4", "evaluate.every=0", "generate.every=0"]
+    solver = _solver(_overrides(manifest, epochs=1, updates=2, generate=False) + crop, tmp_path / "xp")
+    solver.build()
+    codes = torch.arange(2 * 4 * 25).view(2, 4, 25)
+    mask = torch.rand(2, 4, 25) > 0.5
+    lengths = set()
+    for seed in range(20):
+        solver.rng.manual_seed(seed)
+        cropped, cropped_mask = solver._random_token_crop(codes, mask)
+        length = cropped.shape[-1]
+        start = int(cropped[0, 0, 0])
+        assert 10 <= length <= 25  # 0.4 s at 25 frames/s
+        torch.testing.assert_close(cropped, codes[..., start:start + length])
+        torch.testing.assert_close(cropped_mask, mask[..., start:start + length])
+        lengths.add(length)
+    assert len(lengths) > 5  # the window varies
+    solver.run()  # trains on the cropped batches
+    assert math.isfinite(solver.history[-1]["train"]["ce"])
+
+    plain = _solver(_overrides(manifest, epochs=1, updates=2, generate=False), tmp_path / "plain")
+    plain.build()
+    assert plain._random_token_crop(codes, mask)[0] is codes  # off unless asked for
+    for bad in (["+tokens.random_crop_p=1.5"], ["+tokens.random_crop_p=0.5", "+tokens.random_crop_min_duration=0"]):
+        solver = _solver(_overrides(manifest, generate=False) + bad, tmp_path / "bad")
+        with pytest.raises(ValueError, match="random_crop"):
+            solver.build()
+
+
 def test_lora_run_trains_only_adapters_and_exports(manifest, tmp_path):
     solver = _solver(_overrides(manifest, epochs=1, updates=2, generate=False) + ["lora.use=true"], tmp_path / "xp")
     solver.build()
