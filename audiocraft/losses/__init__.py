@@ -5,12 +5,13 @@ The adversarial losses and the discriminator live in :mod:`audiocraft.adversaria
 """
 from .balancer import Balancer
 from .sisnr import SISNR, si_snr
-from .specloss import FramedMelSpectrogram, MelSpectrogramL1Loss, MultiScaleMelSpectrogramLoss, l1_loss
+from .specloss import FramedMelSpectrogram, MelSpectrogramL1Loss, MRSTFTLoss, MultiScaleMelSpectrogramLoss, l1_loss
 
 __all__ = [
     "Balancer",
     "FramedMelSpectrogram",
     "MelSpectrogramL1Loss",
+    "MRSTFTLoss",
     "MultiScaleMelSpectrogramLoss",
     "SISNR",
     "l1_loss",

@@ -4,8 +4,9 @@ import math
 import pytest
 import torch
 
-from audiocraft.losses import (SISNR, FramedMelSpectrogram, MelSpectrogramL1Loss, MultiScaleMelSpectrogramLoss,
-                               l1_loss, si_snr)
+from audiocraft.losses import (SISNR, FramedMelSpectrogram, MelSpectrogramL1Loss, MRSTFTLoss,
+                               MultiScaleMelSpectrogramLoss, l1_loss, si_snr)
+from audiocraft.solvers.builders import get_loss
 
 SAMPLE_RATE = 16000
 
@@ -52,6 +53,47 @@ def test_msspec_weights_and_normalisation():
     torch.testing.assert_close(plain(x, y), manual)
     with pytest.raises(ValueError, match="range_start"):
         MultiScaleMelSpectrogramLoss(SAMPLE_RATE, range_start=8, range_end=8)
+
+
+def test_mrstft_matches_its_definition_and_weighs_upper_harmonics():
+    loss_fn = MRSTFTLoss(n_ffts=(256, 512), hop_lengths=(64, 128), win_lengths=(200, 512), factor_sc=0.3,
+                         factor_mag=0.7)
+    x, y = _signals()
+    assert loss_fn(x, x).item() == 0.0
+    expected = 0.0
+    for n_fft, hop, win in ((256, 64, 200), (512, 128, 512)):
+        def magnitude(signal):
+            spec = torch.stft(signal.reshape(-1, signal.shape[-1]), n_fft, hop, win, torch.hann_window(win),
+                              return_complex=True)
+            return spec.abs().clamp(min=math.sqrt(1e-7))
+        est, ref = magnitude(y), magnitude(x)
+        expected += 0.3 * torch.linalg.norm(ref - est) / torch.linalg.norm(ref) / 2
+        expected += 0.7 * (ref.log() - est.log()).abs().mean() / 2
+    torch.testing.assert_close(loss_fn(y, x), expected, rtol=1e-4, atol=1e-6)
+    estimate = y.clone().requires_grad_(True)
+    loss_fn(estimate, x).backward()
+    assert torch.isfinite(estimate.grad).all() and estimate.grad.abs().sum() > 0
+
+    # A copy without its upper harmonics: hardly different for L1, far for the log-magnitude term.
+    t = torch.arange(8000) / SAMPLE_RATE
+    rich = sum(torch.sin(2 * math.pi * 220 * k * t) / k ** 2 for k in range(1, 20)).view(1, 1, -1)
+    dull = sum(torch.sin(2 * math.pi * 220 * k * t) / k ** 2 for k in range(1, 4)).view(1, 1, -1)
+    assert l1_loss(dull, rich) < 0.05 < MRSTFTLoss()(dull, rich)
+
+
+def test_mrstft_is_built_from_the_config_section_and_checks_arguments():
+    from omegaconf import OmegaConf
+    cfg = OmegaConf.create({"mrstft": {"factor_sc": 0.5, "factor_mag": 0.5, "normalized": False}})
+    loss_fn = get_loss("mrstft", cfg)
+    assert isinstance(loss_fn, MRSTFTLoss) and loss_fn.factor_sc == 0.5 and len(loss_fn.resolutions) == 3
+    with pytest.raises(ValueError, match="one entry per resolution"):
+        MRSTFTLoss(n_ffts=(512,), hop_lengths=(128, 64), win_lengths=(512,))
+    with pytest.raises(ValueError, match="window length"):
+        MRSTFTLoss(n_ffts=(256,), hop_lengths=(64,), win_lengths=(512,))
+    with pytest.raises(ValueError, match="unknown window"):
+        MRSTFTLoss(window="nope")
+    with pytest.raises(ValueError, match="same shape"):
+        loss_fn(torch.randn(1, 1, 4000), torch.randn(1, 1, 3999))
 
 
 @pytest.mark.parametrize("length", [1000, 1024, 1100, 3333])
