@@ -192,7 +192,8 @@ class CompressionSolver(StandardSolver):
         checkpoint file (its best state, i.e. the EMA weights when EMA is on)."""
         source = str(checkpoint_path)
         if source.startswith(checkpoint.PRETRAINED_PREFIX):
-            return CompressionModel.get_pretrained(source[len(checkpoint.PRETRAINED_PREFIX):], device=device)
+            name = resolve_pretrained_name(source[len(checkpoint.PRETRAINED_PREFIX):])
+            return CompressionModel.get_pretrained(name, device=device)
         cfg, state = _best_model_state(source)
         model = model_builders.get_compression_model(cfg)
         model.load_state_dict(state)

@@ -93,6 +93,7 @@ def test_interrupted_run_resumes_exactly(manifest, tmp_path):
 
 def test_export_loads_with_get_pretrained_and_encodes(manifest, tmp_path):
     from audiocraft.models import CompressionModel
+    from audiocraft.models.pretrained import default_model_dir
 
     cfg = compose_config(debug_overrides(manifest, epochs=1, updates=2))
     solver = _run(cfg, tmp_path / "xp")
@@ -112,6 +113,9 @@ def test_export_loads_with_get_pretrained_and_encodes(manifest, tmp_path):
     # the training-side loader gives the same model
     same = CompressionSolver.model_from_checkpoint(tmp_path / "xp")
     assert_states_equal(same.state_dict(), model.state_dict(), "model_from_checkpoint")
+    bundled = CompressionSolver.model_from_checkpoint("//pretrained/default")  # the name the solvers accept
+    assert_states_equal(bundled.state_dict(), CompressionModel.get_pretrained(default_model_dir()).state_dict(),
+                        "//pretrained/default")
 
 
 def test_continue_from_checkpoint_starts_from_its_best_state(manifest, tmp_path):
