@@ -171,56 +171,72 @@ class MultiScaleMelSpectrogramLoss(nn.Module):
 
 
 class MRSTFTLoss(nn.Module):
-    """Multi-resolution STFT loss ("mrstft"), the sum over resolutions of Parallel WaveGAN's two terms.
+    """Multi-resolution STFT loss ("mrstft"): Parallel WaveGAN's two terms, averaged over resolutions.
 
-    At each resolution, with ``X = |STFT(x)|`` and ``Y = |STFT(y)|`` (floored at ``sqrt(1e-7)``):
-    spectral convergence ``||Y - X||_F / ||Y||_F`` and log-magnitude distance ``mean|log Y - log X|``.
-    Both are averaged over the resolutions; the loss is ``factor_sc * sc + factor_mag * mag``.
+    At each resolution, with ``X = |STFT(x)|`` and ``Y = |STFT(y)|`` (``sqrt(max(re^2 + im^2, 1e-7))``):
+    spectral convergence ``||Y - X||_F / (eps + ||Y||_F)`` and log-magnitude distance
+    ``mean|log(eps + Y) - log(eps + X)|``. Both are averaged over the resolutions; the loss is
+    ``factor_sc * sc + factor_mag * mag``.
 
-    Unlike the mel losses it compares linear-frequency bins, three quarters of which lie above a
-    quarter of the sample rate, in log scale: quiet upper harmonics weigh as much as the loud
-    fundamentals, which the waveform losses (L1, SI-SNR) hardly see.
+    Unlike the mel losses it compares linear-frequency bins in log scale: half of the bins lie above
+    a quarter of the sample rate, and quiet upper harmonics weigh as much as loud fundamentals.
+    The waveform losses (L1, SI-SNR) cannot predict the phase of those harmonics and pull them
+    towards zero; this loss, blind to phase, pulls them back.
 
     Args:
         n_ffts, hop_lengths, win_lengths: one entry per resolution, in samples (AudioCraft's defaults).
         window: name of a torch window function (``hann_window``).
         factor_sc, factor_mag: weights of the two terms.
-        normalized: window-normalised STFTs.
-    ``forward(x [B, C, T], y [B, C, T])`` -> scalar; ``x`` is the estimate, ``y`` the reference.
+        normalized: STFTs scaled by ``1 / sqrt(n_fft)`` (``torch.stft(normalized=True)``).
+        epsilon: added to the norms' denominator and inside the logs.
+    ``forward(x [B, C, T], y [B, C, T])`` -> scalar; ``x`` is the estimate, ``y`` the reference, and
+    ``T`` must exceed half of the largest ``n_fft``.
     """
 
     def __init__(self, n_ffts: tuple = (1024, 2048, 512), hop_lengths: tuple = (120, 240, 50),
                  win_lengths: tuple = (600, 1200, 240), window: str = "hann_window", factor_sc: float = 0.1,
-                 factor_mag: float = 0.1, normalized: bool = False) -> None:
+                 factor_mag: float = 0.1, normalized: bool = False,
+                 epsilon: float = float(torch.finfo(torch.float32).eps)) -> None:
         super().__init__()
         n_ffts, hop_lengths, win_lengths = list(n_ffts), list(hop_lengths), list(win_lengths)
         if not n_ffts or not len(n_ffts) == len(hop_lengths) == len(win_lengths):
             raise ValueError(f"MRSTFTLoss: n_ffts, hop_lengths and win_lengths need one entry per resolution, got "
                              f"{n_ffts}, {hop_lengths}, {win_lengths}.")
-        for n_fft, win in zip(n_ffts, win_lengths):
+        for n_fft, hop, win in zip(n_ffts, hop_lengths, win_lengths):
             if not 0 < win <= n_fft:
                 raise ValueError(f"MRSTFTLoss: each window length must be within (0, n_fft], got {win} for n_fft={n_fft}.")
+            if hop <= 0:
+                raise ValueError(f"MRSTFTLoss: hop lengths must be > 0 samples, got {hop}.")
         make_window = getattr(torch, window, None)
         if not callable(make_window) or not window.endswith("_window"):
             raise ValueError(f"MRSTFTLoss: unknown window {window!r}; use a torch window function such as 'hann_window'.")
+        if epsilon < 0:
+            raise ValueError(f"MRSTFTLoss: epsilon must be >= 0, got {epsilon}.")
         self.resolutions = list(zip(n_ffts, hop_lengths, win_lengths))
         self.factor_sc, self.factor_mag, self.normalized = float(factor_sc), float(factor_mag), bool(normalized)
+        self.epsilon = float(epsilon)
         for index, win in enumerate(win_lengths):
             self.register_buffer(f"window_{index}", make_window(win), persistent=False)
 
     def _magnitude(self, x: torch.Tensor, index: int) -> torch.Tensor:
         n_fft, hop, win = self.resolutions[index]
-        spec = torch.stft(x.reshape(-1, x.shape[-1]), n_fft, hop, win, getattr(self, f"window_{index}"),
-                          normalized=self.normalized, return_complex=True)
+        window = getattr(self, f"window_{index}").to(device=x.device, dtype=x.dtype)
+        spec = torch.stft(x.reshape(-1, x.shape[-1]), n_fft, hop, win, window, normalized=self.normalized,
+                          return_complex=True)
         return (spec.real ** 2 + spec.imag ** 2).clamp(min=1e-7).sqrt()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Scalar multi-resolution STFT loss between the estimate ``x`` and the reference ``y`` ``[B, C, T]``."""
         _check_pair(x, y, "MRSTFTLoss")
+        longest = max(n_fft for n_fft, _, _ in self.resolutions)
+        if x.shape[-1] <= longest // 2:
+            raise ValueError(f"MRSTFTLoss: signals of {x.shape[-1]} samples are too short for an FFT of {longest}; "
+                             f"use segments longer than {longest // 2} samples or smaller `n_ffts`.")
         sc = mag = x.new_zeros(())
+        eps = self.epsilon
         for index in range(len(self.resolutions)):
             x_mag, y_mag = self._magnitude(x, index), self._magnitude(y, index)
-            sc = sc + torch.linalg.norm(y_mag - x_mag) / torch.linalg.norm(y_mag)
-            mag = mag + F.l1_loss(torch.log(y_mag), torch.log(x_mag))
+            sc = sc + torch.linalg.norm(y_mag - x_mag) / (eps + torch.linalg.norm(y_mag))
+            mag = mag + F.l1_loss(torch.log(eps + y_mag), torch.log(eps + x_mag))
         count = len(self.resolutions)
         return self.factor_sc * sc / count + self.factor_mag * mag / count

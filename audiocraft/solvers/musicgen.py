@@ -145,10 +145,7 @@ class MusicGenSolver(StandardSolver):
         if cfg.fsdp.use:
             raise ValueError("fsdp.use=true is not supported by this implementation; set fsdp.use=false.")
         self._adopt_pretrained_config()
-        crop_p, crop_min = cfg.tokens.get("random_crop_p", 0.0), cfg.tokens.get("random_crop_min_duration", 1.0)
-        if not 0.0 <= float(crop_p or 0.0) <= 1.0 or float(crop_min) <= 0:
-            raise ValueError(f"tokens.random_crop_p={crop_p} and tokens.random_crop_min_duration={crop_min}: the "
-                             f"probability must be within [0, 1] and the duration > 0 seconds.")
+        self._check_random_crop(cfg)
         codec = self._load_compression_model().to(self.device).eval()
         for param in codec.parameters():
             param.requires_grad_(False)
@@ -210,8 +207,25 @@ class MusicGenSolver(StandardSolver):
                     codec.num_codebooks, codec.cardinality, codec.frame_rate)
 
     # ------------------------------------------------------------------ one batch
-    def _codes_and_attributes(self, batch: Any) -> tuple[torch.Tensor, list, torch.Tensor]:
-        """(codes [B, K, T'], conditioning attributes, mask [B, K, T'] of frames made from real audio)."""
+    @staticmethod
+    def _check_random_crop(cfg: DictConfig) -> None:
+        """Refuse ``tokens.random_crop_*`` values that :meth:`_random_token_crop` cannot use."""
+        crop_p, crop_min = cfg.tokens.get("random_crop_p", 0.0), cfg.tokens.get("random_crop_min_duration", 1.0)
+        try:
+            crop_p, crop_min = float(crop_p or 0.0), float(crop_min)
+        except (TypeError, ValueError):
+            crop_p, crop_min = float("nan"), float("nan")
+        if not (0.0 <= crop_p <= 1.0 and crop_min > 0):
+            raise ValueError(f"tokens.random_crop_p={cfg.tokens.get('random_crop_p')} and tokens.random_crop_min_duration="
+                             f"{cfg.tokens.get('random_crop_min_duration')}: the probability must be a number within "
+                             f"[0, 1] and the duration a number of seconds > 0.")
+        if crop_p > 0 and cfg.interleave_stereo_codebooks.use and cfg.interleave_stereo_codebooks.per_timestep:
+            raise ValueError("tokens.random_crop_p > 0 cannot be combined with interleave_stereo_codebooks.per_timestep="
+                             "true (a window could start on a right-channel step); set one of them off.")
+
+    def _codes_and_attributes(self, batch: Any) -> tuple[torch.Tensor, list, torch.Tensor, int]:
+        """(codes [B, K, T'], conditioning attributes, mask [B, K, T'] of the frames that count in the loss,
+        number of leading frames made from real audio in at least one item)."""
         if isinstance(batch, TokenBatch):
             codes, attributes = batch.codes.to(self.device), batch.attributes
             n_frames, sample_rate = batch.n_frames, batch.sample_rate
@@ -231,15 +245,19 @@ class MusicGenSolver(StandardSolver):
                                              [info.meta.path for info in infos], [info.seek_time for info in infos])
                 self._cache_batches += 1
         mask = torch.ones_like(codes, dtype=torch.bool)
+        frame_rate = self.compression_model.frame_rate
+        real_frames = [min(math.floor(length / sample_rate * frame_rate), codes.shape[-1]) for length in n_frames]
         if self.cfg.tokens.padding_with_special_token:  # frames of padded audio do not count in the loss
-            frame_rate = self.compression_model.frame_rate
-            for index, length in enumerate(n_frames):
-                mask[index, :, math.floor(length / sample_rate * frame_rate):] = False
-        return codes, attributes, mask
+            for index, length in enumerate(real_frames):
+                mask[index, :, length:] = False
+        return codes, attributes, mask, max(real_frames, default=codes.shape[-1])
 
-    def _random_token_crop(self, codes: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _random_token_crop(self, codes: torch.Tensor, mask: torch.Tensor,
+                           real_frames: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """With probability ``tokens.random_crop_p`` (this project's option; 0 by default), the same random
-        window of every sequence of the batch, at least ``tokens.random_crop_min_duration`` seconds long.
+        window of every sequence of the batch, at least ``tokens.random_crop_min_duration`` seconds long,
+        within the first ``real_frames`` frames (those made from real audio in at least one item: a
+        window never holds only padding).
 
         Only the first frames of a sequence have to take the instrument and style from the text: later
         ones can copy them from the frames before. Shorter windows at random offsets give the LM more
@@ -249,7 +267,7 @@ class MusicGenSolver(StandardSolver):
         probability = float(self.cfg.tokens.get("random_crop_p", 0.0) or 0.0)  # checked by build_model
         if probability <= 0 or torch.rand(1, generator=self.rng).item() >= probability:
             return codes, mask
-        total = codes.shape[-1]
+        total = codes.shape[-1] if real_frames is None else max(1, min(int(real_frames), codes.shape[-1]))
         shortest = math.ceil(float(self.cfg.tokens.get("random_crop_min_duration", 1.0))
                              * self.compression_model.frame_rate)
         shortest = min(max(shortest, 1), total)
@@ -258,9 +276,9 @@ class MusicGenSolver(StandardSolver):
         return codes[..., start:start + length], mask[..., start:start + length]
 
     def run_step(self, batch: Any) -> StepOutput:
-        codes, attributes, padding_mask = self._codes_and_attributes(batch)
+        codes, attributes, padding_mask, real_frames = self._codes_and_attributes(batch)
         if self.is_training:
-            codes, padding_mask = self._random_token_crop(codes, padding_mask)
+            codes, padding_mask = self._random_token_crop(codes, padding_mask, real_frames)
         output = self.model.compute_predictions(codes, attributes)  # dropouts of the conditions in training
         ce, ce_per_codebook = compute_cross_entropy(output.logits, codes, output.mask & padding_mask)
         metrics: dict[str, Any] = {"ce": ce.detach(), "ppl": torch.exp(ce.detach())}

@@ -152,26 +152,50 @@ def test_random_token_crop_takes_one_window_of_the_batch(manifest, tmp_path):
     solver.build()
     codes = torch.arange(2 * 4 * 25).view(2, 4, 25)
     mask = torch.rand(2, 4, 25) > 0.5
-    lengths = set()
-    for seed in range(20):
+    lengths, starts = set(), set()
+    for seed in range(60):
         solver.rng.manual_seed(seed)
         cropped, cropped_mask = solver._random_token_crop(codes, mask)
-        length = cropped.shape[-1]
-        start = int(cropped[0, 0, 0])
+        length, start = cropped.shape[-1], int(cropped[0, 0, 0])
         assert 10 <= length <= 25  # 0.4 s at 25 frames/s
         torch.testing.assert_close(cropped, codes[..., start:start + length])
         torch.testing.assert_close(cropped_mask, mask[..., start:start + length])
         lengths.add(length)
-    assert len(lengths) > 5  # the window varies
-    solver.run()  # trains on the cropped batches
+        starts.add(start)
+        # a window never goes past the frames made from real audio
+        short, _ = solver._random_token_crop(codes, mask, real_frames=12)
+        assert int(short[0, 0, -1]) < 12 and short.shape[-1] >= 10
+    assert min(lengths) == 10 and max(lengths) == 25 and len(starts) > 5  # every length and start can come
+
+    solver.cfg.tokens.random_crop_p = 0.5
+    solver.rng.manual_seed(0)
+    kept = sum(solver._random_token_crop(codes, mask)[0] is codes for _ in range(200))
+    assert 70 < kept < 130  # about half of the batches stay whole
+    solver.cfg.tokens.random_crop_p = 1.0
+
+    seen = []
+    original = solver.model.compute_predictions
+
+    def record(codes, conditions, *args, **kwargs):
+        seen.append((solver.current_stage, codes.shape[-1]))
+        return original(codes, conditions, *args, **kwargs)
+
+    solver.model.compute_predictions = record
+    solver.run()  # trains on the cropped batches; valid sees whole segments
     assert math.isfinite(solver.history[-1]["train"]["ce"])
+    assert {frames for stage, frames in seen if stage == "valid"} == {25}
+    assert any(frames < 25 for stage, frames in seen if stage == "train")
 
     plain = _solver(_overrides(manifest, epochs=1, updates=2, generate=False), tmp_path / "plain")
     plain.build()
     assert plain._random_token_crop(codes, mask)[0] is codes  # off unless asked for
-    for bad in (["+tokens.random_crop_p=1.5"], ["+tokens.random_crop_p=0.5", "+tokens.random_crop_min_duration=0"]):
+    for bad, match in ((["+tokens.random_crop_p=1.5"], "random_crop"),
+                       (["+tokens.random_crop_p=0.5", "+tokens.random_crop_min_duration=0"], "random_crop"),
+                       (["+tokens.random_crop_p=0.5", "+tokens.random_crop_min_duration=null"], "random_crop"),
+                       (["+tokens.random_crop_p=0.5", "interleave_stereo_codebooks.use=true",
+                         "interleave_stereo_codebooks.per_timestep=true"], "per_timestep")):
         solver = _solver(_overrides(manifest, generate=False) + bad, tmp_path / "bad")
-        with pytest.raises(ValueError, match="random_crop"):
+        with pytest.raises(ValueError, match=match):
             solver.build()
 
 
