@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..modules.conv import get_extra_padding_for_conv1d, pad1d
-from ..modules.spectrogram import MelSpectrogram
+from ..modules.spectrogram import MelSpectrogram, Spectrogram
 
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor, who: str) -> None:
@@ -185,7 +185,7 @@ class MRSTFTLoss(nn.Module):
 
     Args:
         n_ffts, hop_lengths, win_lengths: one entry per resolution, in samples (AudioCraft's defaults).
-        window: name of a torch window function (``hann_window``).
+        window: ``'hann_window'`` (AudioCraft's argument; the only window supported).
         factor_sc, factor_mag: weights of the two terms.
         normalized: STFTs scaled by ``1 / sqrt(n_fft)`` (``torch.stft(normalized=True)``).
         epsilon: added to the norms' denominator and inside the logs.
@@ -207,22 +207,21 @@ class MRSTFTLoss(nn.Module):
                 raise ValueError(f"MRSTFTLoss: each window length must be within (0, n_fft], got {win} for n_fft={n_fft}.")
             if hop <= 0:
                 raise ValueError(f"MRSTFTLoss: hop lengths must be > 0 samples, got {hop}.")
-        make_window = getattr(torch, window, None)
-        if not callable(make_window) or not window.endswith("_window"):
-            raise ValueError(f"MRSTFTLoss: unknown window {window!r}; use a torch window function such as 'hann_window'.")
+        if window != "hann_window":
+            raise ValueError(f"MRSTFTLoss: unknown window {window!r}; only 'hann_window' is supported.")
         if epsilon < 0:
             raise ValueError(f"MRSTFTLoss: epsilon must be >= 0, got {epsilon}.")
         self.resolutions = list(zip(n_ffts, hop_lengths, win_lengths))
         self.factor_sc, self.factor_mag, self.normalized = float(factor_sc), float(factor_mag), bool(normalized)
         self.epsilon = float(epsilon)
-        for index, win in enumerate(win_lengths):
-            self.register_buffer(f"window_{index}", make_window(win), persistent=False)
+        # Complex STFTs; ``normalized`` is torch.stft's 1/sqrt(n_fft) scaling ('frame_length' here).
+        self.stfts = nn.ModuleList(
+            Spectrogram(n_fft=int(n_fft), win_length=int(win), hop_length=int(hop), power=None,
+                        normalized="frame_length" if self.normalized else False)
+            for n_fft, hop, win in self.resolutions)
 
     def _magnitude(self, x: torch.Tensor, index: int) -> torch.Tensor:
-        n_fft, hop, win = self.resolutions[index]
-        window = getattr(self, f"window_{index}").to(device=x.device, dtype=x.dtype)
-        spec = torch.stft(x.reshape(-1, x.shape[-1]), n_fft, hop, win, window, normalized=self.normalized,
-                          return_complex=True)
+        spec = self.stfts[index](x.reshape(-1, x.shape[-1]))
         return (spec.real ** 2 + spec.imag ** 2).clamp(min=1e-7).sqrt()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
