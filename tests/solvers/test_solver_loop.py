@@ -241,29 +241,64 @@ def test_dora_entry_point_signatures(monkeypatch, tmp_path):
     assert xp.sig != base.sig and xp.cfg.datasource.train == "/data/train"
 
 
+class FakeLauncher:
+    """Records what a grid's explorer schedules, as Dora's launcher would receive it."""
+    def __init__(self):
+        self.bound, self.calls = [], []
+
+    def slurm_(self, **kwargs):
+        return self
+
+    def bind_(self, *args, **kwargs):
+        self.bound += [*args, kwargs]
+        return self
+
+    def job_array(self):
+        return contextlib.nullcontext()
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append([*self.bound, *args, kwargs])
+
+    def overrides(self, call: list) -> list[str]:
+        """One scheduled call as Hydra overrides, formatted the way Dora formats them."""
+        from dora.hydra import _hydra_value_as_override
+        return [f"{k}={_hydra_value_as_override(v)}" for part in call if isinstance(part, dict) for k, v in part.items()]
+
+
 def test_compression_debug_grid_schedules_composable_experiments():
     from audiocraft.grids.compression import debug
-
-    class FakeLauncher:
-        def __init__(self):
-            self.bound, self.calls = [], []
-
-        def slurm_(self, **kwargs):
-            return self
-
-        def bind_(self, *args, **kwargs):
-            self.bound += [*args, kwargs]
-            return self
-
-        def job_array(self):
-            return contextlib.nullcontext()
-
-        def __call__(self, *args, **kwargs):
-            self.calls.append([*self.bound, *args, kwargs])
 
     launcher = FakeLauncher()
     debug.explorer(launcher)
     assert len(launcher.calls) == 2
     for call in launcher.calls:
-        overrides = [f"{k}={v}" for part in call for k, v in (part.items() if isinstance(part, dict) else [])]
-        assert compose_config(overrides).solver == "compression"
+        assert compose_config(launcher.overrides(call)).solver == "compression"
+
+
+def test_default_model_grid_stages_follow_the_signatures_given(monkeypatch):
+    from audiocraft.grids import default_model
+
+    for i in (1, 2, 3):
+        monkeypatch.delenv(f"AUDIOCRAFT_DEFAULT_CODEC_SIG{i}", raising=False)
+    monkeypatch.delenv("AUDIOCRAFT_DEFAULT_CODEC_SIG", raising=False)
+    monkeypatch.delenv("AUDIOCRAFT_DEFAULT_LM_SIG1", raising=False)
+    launcher = FakeLauncher()
+    default_model.explorer(launcher)
+    assert len(launcher.calls) == 1  # only phase 1 until its signature is known
+
+    for name, sig in [("AUDIOCRAFT_DEFAULT_CODEC_SIG1", "aaaa0001"), ("AUDIOCRAFT_DEFAULT_CODEC_SIG2", "aaaa0002"),
+                      ("AUDIOCRAFT_DEFAULT_CODEC_SIG3", "aaaa0003"), ("AUDIOCRAFT_DEFAULT_CODEC_SIG", "aaaa0004"),
+                      ("AUDIOCRAFT_DEFAULT_LM_SIG1", "aaaa0005")]:
+        monkeypatch.setenv(name, sig)
+    launcher = FakeLauncher()
+    default_model.explorer(launcher)
+    cfgs = [compose_config(launcher.overrides(call)) for call in launcher.calls]
+    assert [cfg.solver for cfg in cfgs] == ["compression"] * 4 + ["musicgen"] * 2
+    assert [cfg.continue_from for cfg in cfgs[1:]] == [f"//sig/aaaa000{i}" for i in (1, 2, 3)] + [None, "//sig/aaaa0005"]
+    assert cfgs[4].compression_model_checkpoint == cfgs[5].compression_model_checkpoint == "//sig/aaaa0004"
+    assert cfgs[5].optim.lr < cfgs[4].optim.lr and cfgs[5].cache.num_epochs > cfgs[4].cache.num_epochs
+    gan = cfgs[3]
+    assert list(gan.freeze) == ["encoder", "quantizer"]  # the codes, hence the LM, stay valid
+    assert list(gan.adversarial.adversaries) == ["msstftd"] and gan.losses.adv > 0 and gan.losses.feat > 0
+    assert len(gan.msstftd.n_ffts) == len(gan.msstftd.hop_lengths) == len(gan.msstftd.win_lengths)
+    assert all(cfg.losses.mrstft == 2 for cfg in cfgs[1:4]) and "mrstft" not in cfgs[0].losses
