@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..models import builders as model_builders
@@ -76,7 +77,8 @@ def _export_codec(source: str, target: Path, overwrite: bool) -> Path:
 
 
 def export_musicgen(xp_or_checkpoint: str | os.PathLike, out_folder: str | os.PathLike,
-                    overwrite: bool = False, compression_name: str | None = None) -> tuple[Path, Path]:
+                    overwrite: bool = False, compression_name: str | None = None,
+                    compression_model: str | None = None) -> tuple[Path, Path]:
     """Write the best state of a MusicGen run as a released model folder.
 
     Writes ``<out_folder>/state_dict.bin`` (the LM, float16, with the run's config; LoRA adapters
@@ -90,6 +92,10 @@ def export_musicgen(xp_or_checkpoint: str | os.PathLike, out_folder: str | os.Pa
         overwrite: replace existing files.
         compression_name: write a pointer to this Hub EnCodec (e.g. ``'facebook/encodec_32khz'``) instead
             of the run's codec; needed when it is a transformers EnCodec saved locally without a Hub name.
+        compression_model: bundle this codec (``//sig/<signature>``, an experiment folder, a checkpoint or
+            ``//pretrained/<name>``) instead of the run's. It must make the same codes: the run's codec
+            before or after a decoder-only fine-tune (``+freeze=[encoder,quantizer]``). Its rates,
+            codebooks and channels are checked; different encoder or quantizer weights only warn.
     Returns:
         ``(lm_path, compression_path)``.
     """
@@ -102,13 +108,40 @@ def export_musicgen(xp_or_checkpoint: str | os.PathLike, out_folder: str | os.Pa
         raise NotADirectoryError(f"`out_folder` {str(out)!r} is a file; pass a folder to write the model into.")
     for name in (LM_CHECKPOINT, COMPRESSION_CHECKPOINT):
         export._check_target(out / name, overwrite, "out_folder")
+    if compression_name and compression_model:
+        raise ValueError("Give either compression_name (a Hub EnCodec pointer) or compression_model, not both.")
     lm, lm_cfg, merged = _lm_from_run(cfg, state)
+    if compression_model:
+        _check_same_codes(str(cfg.compression_model_checkpoint), compression_model)
+        lm_cfg.compression_model_checkpoint = compression_model  # the config says which codec is bundled
     target = out / COMPRESSION_CHECKPOINT
     compression_path = export.export_compression_pointer(compression_name, target, overwrite) if compression_name \
-        else _export_codec(str(cfg.compression_model_checkpoint), target, overwrite)
+        else _export_codec(str(lm_cfg.compression_model_checkpoint), target, overwrite)
     lm_path = export.export_lm(lm, lm_cfg, out / LM_CHECKPOINT, overwrite=overwrite)
     logger.info("Exported MusicGen to %s%s", out, " (LoRA adapters merged)" if merged else "")
     return lm_path, compression_path
+
+
+def _check_same_codes(trained_with: str, replacement: str) -> None:
+    """Refuse a replacement codec whose codes cannot be those the LM was trained on."""
+    from .compression import CompressionSolver
+
+    old = CompressionSolver.model_from_checkpoint(trained_with, device="cpu")
+    new = CompressionSolver.model_from_checkpoint(replacement, device="cpu")
+    fields = ("sample_rate", "channels", "frame_rate", "total_codebooks", "cardinality")
+    mismatched = {f: (getattr(old, f), getattr(new, f)) for f in fields if getattr(old, f) != getattr(new, f)}
+    if mismatched:
+        raise ValueError(f"The codec {replacement!r} does not make the codes the LM was trained on (with "
+                         f"{trained_with!r}): {', '.join(f'{k} {a} vs {b}' for k, (a, b) in mismatched.items())}. "
+                         "Bundle the run's own codec, or one fine-tuned from it with +freeze=[encoder,quantizer].")
+    old_state, new_state = old.state_dict(), new.state_dict()
+    # A frozen part still drifts by float rounding under the weight EMA (about 1e-5): not a change.
+    changed = [key for key in old_state if key.startswith(("encoder.", "quantizer."))
+               and (key not in new_state or old_state[key].shape != new_state[key].shape
+                    or not torch.allclose(old_state[key].float(), new_state[key].float(), rtol=1e-3, atol=1e-4))]
+    if changed:
+        logger.warning("The encoder/quantizer of %s differ from those of %s (%d tensors, e.g. %s): its codes may "
+                       "not be those the LM was trained on.", replacement, trained_with, len(changed), changed[0])
 
 
 def export_lora(xp_or_checkpoint: str | os.PathLike, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -143,11 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == "export":
             sub.add_argument("--compression-name", default=None,
                              help="point to this Hub EnCodec (e.g. facebook/encodec_32khz) instead of the run's codec")
+            sub.add_argument("--compression-model", default=None,
+                             help="bundle this codec (//sig/<sig>, folder, checkpoint, //pretrained/<name>) instead "
+                                  "of the run's; it must make the same codes (e.g. a decoder-only fine-tune of it)")
     args = parser.parse_args(argv)
     try:
         if args.command == "export":
             for path in export_musicgen(_as_source(args.source), args.out_folder, args.overwrite,
-                                        args.compression_name):
+                                        args.compression_name, args.compression_model):
                 print(f"wrote {path}")
         else:
             print(f"wrote {export_lora(_as_source(args.source), args.out_file, args.overwrite)}")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from audiocraft.models import MusicGen
 from audiocraft.solvers import get_solver
@@ -87,7 +88,7 @@ def _count_encodes(solver: MusicGenSolver) -> dict[int, int]:
     return calls
 
 
-def test_train_generate_and_export_from_the_command_line(manifest, tmp_path, monkeypatch):
+def test_train_generate_and_export_from_the_command_line(manifest, tmp_path, monkeypatch, tiny_model_dir):
     """python -m audiocraft.train solver=musicgen/debug, then the export command; the export loads and generates."""
     overrides = _overrides(manifest) + ["evaluate.metrics.base=true", "evaluate.metrics.fad=true"]
     env = {**os.environ, "AUDIOCRAFT_DORA_DIR": str(tmp_path / "dora"), "OMP_NUM_THREADS": "1"}
@@ -117,6 +118,16 @@ def test_train_generate_and_export_from_the_command_line(manifest, tmp_path, mon
     assert model.max_duration == 1.0 and model.sample_rate == SAMPLE_RATE
     model.set_generation_params(duration=0.5, use_sampling=False)
     assert model.generate(["a calm sine tone"]).shape == (1, 1, int(0.5 * 25) * 1280)
+
+    # Bundling another codec than the run's: one that cannot make the LM's codes is refused (and writes
+    # nothing); one that makes them (here the run's own, named by its checkpoint file) is recorded.
+    other_codec = str(tiny_model_dir / "compression_state_dict.bin")
+    assert main(["export", xp.name, str(tmp_path / "refused"), "--compression-model", "//pretrained/" + other_codec]) == 1
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
+    same = "//pretrained/" + str(tmp_path / "exported" / "compression_state_dict.bin")
+    assert main(["export", xp.name, str(tmp_path / "swapped"), "--compression-model", same]) == 0
+    swapped = torch.load(tmp_path / "swapped" / "state_dict.bin", map_location="cpu", weights_only=False)
+    assert OmegaConf.create(swapped["xp.cfg"]).compression_model_checkpoint == same
 
 
 def test_token_cache_is_written_once_then_replaces_the_codec(manifest, tmp_path):
