@@ -10,6 +10,9 @@ variable named below, run the grid again.
    L1 0.1), which brings back the upper harmonics that the waveform losses average away.
 4. the MusicGen LM (solver=musicgen/default_model_16khz) on the codes of the phase-3 codec
    (``AUDIOCRAFT_DEFAULT_CODEC_SIG`` = phase 3).
+5. the LM again (``AUDIOCRAFT_DEFAULT_LM_SIG1`` = stage 4), from its weights, at half the learning
+   rate with a token cache of 3 epochs, on the dataset extended to 20 h (``--hours 20 --seed 0``;
+   point $AUDIOCRAFT_MUSIC21_GM at it for this stage).
 
 All read the dataset of scripts/make_music_dataset.py from $AUDIOCRAFT_MUSIC21_GM (default
 data/music21_gm). The compression solver has no learning-rate schedule, so ``optim.epochs``
@@ -24,6 +27,7 @@ from ._base_explorers import BaseExplorer
 CODEC = "compression/default_model_16khz"
 PHASE2 = {"optim.epochs": 5, "+losses.mrstft": 2}
 PHASE3 = {"optim.epochs": 8, "+losses.mrstft": 2, "losses.sisnr": 0, "losses.l1": 0.1}
+LM_STAGE2 = {"optim.lr": 5e-4, "optim.epochs": 14, "cache.num_epochs": 3}
 
 
 @BaseExplorer
@@ -37,4 +41,8 @@ def explorer(launcher):
         launcher(solver=CODEC, continue_from=f"//sig/{phase2}", **PHASE3)
     codec_sig = os.environ.get("AUDIOCRAFT_DEFAULT_CODEC_SIG")
     if codec_sig:
-        launcher(solver="musicgen/default_model_16khz", compression_model_checkpoint=f"//sig/{codec_sig}")
+        lm = {"solver": "musicgen/default_model_16khz", "compression_model_checkpoint": f"//sig/{codec_sig}"}
+        launcher(**lm)
+        lm_sig = os.environ.get("AUDIOCRAFT_DEFAULT_LM_SIG1")
+        if lm_sig:
+            launcher(**lm, continue_from=f"//sig/{lm_sig}", **LM_STAGE2)
