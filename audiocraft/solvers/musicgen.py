@@ -55,6 +55,13 @@ _LORA_DEFAULTS = {"use": False, "rank": 8, "alpha": 16.0, "dropout": 0.0,
                   "target_modules": ["linear1", "linear2", "out_proj", "linears"]}
 
 
+def load_codec(cfg: DictConfig, source: str, device: torch.device | str = "cpu"):
+    """The codec a MusicGen run uses, from a ``compression_model_checkpoint``-style ``source``."""
+    if source.startswith(checkpoint.PRETRAINED_PREFIX):
+        source = checkpoint.PRETRAINED_PREFIX + resolve_pretrained_name(source[len(checkpoint.PRETRAINED_PREFIX):])
+    return CompressionSolver.wrapped_model_from_checkpoint(cfg, source, device=device)
+
+
 class MusicGenSolver(StandardSolver):
     """Trains a MusicGen LM on the codes of a frozen compression model (see the module docstring)."""
 
@@ -133,10 +140,7 @@ class MusicGenSolver(StandardSolver):
         if source is None or OmegaConf.is_missing(self.cfg, "compression_model_checkpoint"):
             raise ValueError("compression_model_checkpoint is not set: give the codec, e.g. "
                              "compression_model_checkpoint=//pretrained/facebook/encodec_32khz or //sig/<signature>.")
-        source = str(source)
-        if source.startswith(checkpoint.PRETRAINED_PREFIX):
-            source = checkpoint.PRETRAINED_PREFIX + resolve_pretrained_name(source[len(checkpoint.PRETRAINED_PREFIX):])
-        return CompressionSolver.wrapped_model_from_checkpoint(self.cfg, source, device=self.device)
+        return load_codec(self.cfg, str(source), self.device)
 
     def build_model(self) -> None:
         from ..models.lora import add_lora

@@ -88,7 +88,7 @@ def _count_encodes(solver: MusicGenSolver) -> dict[int, int]:
     return calls
 
 
-def test_train_generate_and_export_from_the_command_line(manifest, tmp_path, monkeypatch, tiny_model_dir):
+def test_train_generate_and_export_from_the_command_line(manifest, tmp_path, monkeypatch, tiny_model_dir, capsys):
     """python -m audiocraft.train solver=musicgen/debug, then the export command; the export loads and generates."""
     overrides = _overrides(manifest) + ["evaluate.metrics.base=true", "evaluate.metrics.fad=true"]
     env = {**os.environ, "AUDIOCRAFT_DORA_DIR": str(tmp_path / "dora"), "OMP_NUM_THREADS": "1"}
@@ -122,7 +122,9 @@ def test_train_generate_and_export_from_the_command_line(manifest, tmp_path, mon
     # Bundling another codec than the run's: one that cannot make the LM's codes is refused (and writes
     # nothing); one that makes them (here the run's own, named by its checkpoint file) is recorded.
     other_codec = str(tiny_model_dir / "compression_state_dict.bin")
+    capsys.readouterr()
     assert main(["export", xp.name, str(tmp_path / "refused"), "--compression-model", "//pretrained/" + other_codec]) == 1
+    assert "does not make the codes the LM was trained on" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
     same = "//pretrained/" + str(tmp_path / "exported" / "compression_state_dict.bin")
     assert main(["export", xp.name, str(tmp_path / "swapped"), "--compression-model", same]) == 0
