@@ -12,12 +12,14 @@ variable named below, run the grid again.
    (``AUDIOCRAFT_DEFAULT_CODEC_SIG`` = phase 3).
 5. the LM again (``AUDIOCRAFT_DEFAULT_LM_SIG1`` = stage 4), from its weights, at half the learning
    rate with a token cache of 3 epochs, on the dataset extended to 20 h (``--hours 20 --seed 0``;
-   point $AUDIOCRAFT_MUSIC21_GM at it for this stage).
+   point $AUDIOCRAFT_MUSIC21_GM at it for this stage; make it a separate copy of the 7 h folder,
+   whose token cache belongs to stage 4, and finish the earlier stages first: the data folder is
+   not part of a signature).
 
 All read the dataset of scripts/make_music_dataset.py from $AUDIOCRAFT_MUSIC21_GM (default
 data/music21_gm). The compression solver has no learning-rate schedule, so ``optim.epochs``
 only says where each phase stopped. The shipped files are written by
-``python -m audiocraft.solvers.musicgen export <lm signature> audiocraft/assets/default_model``.
+``python -m audiocraft.solvers.musicgen export <stage 5 signature> audiocraft/assets/default_model``.
 See docs/DEFAULT_MODEL.md for what each stage measured.
 """
 import os
