@@ -366,3 +366,26 @@ def test_sigkill_then_same_command_resumes_exactly(manifest, tmp_path):
     for name in ("model", "optimizer", "ema", "best_state"):
         assert_states_equal(expected[name], final[name], name)
     assert [h["train"]["ce"] for h in final["history"]] == [h["train"]["ce"] for h in expected["history"]]
+
+
+def test_export_refuses_a_codec_that_makes_other_codes(tiny_model_dir, monkeypatch):
+    """--compression-model compares the two codecs' codes of a test signal, not only their shapes."""
+    import copy
+
+    from audiocraft.models import loaders
+    from audiocraft.solvers import musicgen, musicgen_export
+
+    trained = loaders.load_compression_model(tiny_model_dir).eval()
+    decoder_tuned = copy.deepcopy(trained)  # same encoder and quantizer: same codes
+    with torch.no_grad():
+        for param in decoder_tuned.decoder.parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    reencoded = copy.deepcopy(trained)  # another encoder: other codes
+    with torch.no_grad():
+        for param in reencoded.encoder.parameters():
+            param.mul_(-1.0)
+    codecs = {"trained": trained, "decoder_tuned": decoder_tuned, "reencoded": reencoded}
+    monkeypatch.setattr(musicgen, "load_codec", lambda cfg, source, device="cpu": codecs[source])
+    musicgen_export._check_same_codes(None, "trained", "decoder_tuned")
+    with pytest.raises(ValueError, match="makes other codes"):
+        musicgen_export._check_same_codes(None, "trained", "reencoded")
