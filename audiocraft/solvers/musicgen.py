@@ -7,6 +7,8 @@ from the previous ones and the segment's text (``LMModel.compute_predictions``, 
 classifier-free-guidance and attribute dropouts in training); the loss is the cross-entropy of
 :func:`audiocraft.losses.lm.compute_cross_entropy`, logged as ``ce``/``ppl`` and per codebook
 ``ce_q<k>``/``ppl_q<k>``. The loop adds AdamW/D-Adapt Adam, the schedule, clipping and EMA.
+In training, ``tokens.random_crop_p`` and ``tokens.split_p`` (this project's options, off by
+default) replace some batches by windows of their codes, for more sequence starts per update.
 
 ``continue_from=//pretrained/<name or folder>`` fine-tunes a released model: its LM (architecture,
 conditioners, weights) and its codec replace the config's (``default`` is the bundled model).
@@ -37,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..data.token_cache import TokenBatch, TokenCache, TokenCacheDataset, identity_collate
 from ..losses.lm import compute_cross_entropy
 from ..models import builders as model_builders
+from ..models.lm import LMOutput
 from ..models.pretrained import resolve_pretrained_name
 from ..utils import checkpoint, distributed
 from . import builders
@@ -167,6 +170,7 @@ class MusicGenSolver(StandardSolver):
         if lora["use"]:
             add_lora(lm, int(lora["rank"]), float(lora["alpha"]), float(lora["dropout"]), list(lora["target_modules"]))
         self.model = lm.to(self.device)
+        self._check_windows_with_conditions()
         groups = [{**group, "params": [p for p in group["params"] if p.requires_grad]}
                   for group in builders.get_optim_parameter_groups(self.model)]
         self.optimizer = builders.get_optimizer([g for g in groups if g["params"]], cfg.optim)
@@ -226,6 +230,28 @@ class MusicGenSolver(StandardSolver):
         if crop_p > 0 and cfg.interleave_stereo_codebooks.use and cfg.interleave_stereo_codebooks.per_timestep:
             raise ValueError("tokens.random_crop_p > 0 cannot be combined with interleave_stereo_codebooks.per_timestep="
                              "true (a window could start on a right-channel step); set one of them off.")
+        split_p, split_duration = cfg.tokens.get("split_p", 0.0), cfg.tokens.get("split_duration", 2.0)
+        try:
+            split_p, split_duration = float(split_p or 0.0), float(split_duration)
+        except (TypeError, ValueError):
+            split_p, split_duration = float("nan"), float("nan")
+        if not (0.0 <= split_p <= 1.0 and split_duration > 0):
+            raise ValueError(f"tokens.split_p={cfg.tokens.get('split_p')} and tokens.split_duration="
+                             f"{cfg.tokens.get('split_duration')}: the probability must be a number within [0, 1] "
+                             f"and the duration a number of seconds > 0.")
+        if split_p > 0 and cfg.interleave_stereo_codebooks.use and cfg.interleave_stereo_codebooks.per_timestep:
+            raise ValueError("tokens.split_p > 0 cannot be combined with interleave_stereo_codebooks.per_timestep=true "
+                             "(a window could start on a right-channel step); set one of them off.")
+
+    def _check_windows_with_conditions(self) -> None:
+        """Windows of the codes (``tokens.random_crop_p``, ``tokens.split_p``) keep text conditions valid but
+        not audio ones, which are aligned with the whole segment."""
+        wav_conditions = self.model.condition_provider.wav_conditions
+        options = [name for name in ("random_crop_p", "split_p") if float(self.cfg.tokens.get(name, 0.0) or 0.0) > 0]
+        if wav_conditions and options:
+            raise ValueError(f"tokens.{options[0]} > 0 trains on windows of the segments, but this model is also "
+                             f"conditioned on audio ({wav_conditions}), which covers the whole segment; set "
+                             f"tokens.{options[0]}=0.")
 
     def _codes_and_attributes(self, batch: Any) -> tuple[torch.Tensor, list, torch.Tensor, int]:
         """(codes [B, K, T'], conditioning attributes, mask [B, K, T'] of the frames that count in the loss,
@@ -279,11 +305,59 @@ class MusicGenSolver(StandardSolver):
         start = int(torch.randint(0, total - length + 1, (1,), generator=self.rng))
         return codes[..., start:start + length], mask[..., start:start + length]
 
+    def _token_split(self, codes: torch.Tensor, mask: torch.Tensor, real_frames: int | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """With probability ``tokens.split_p`` (this project's option; 0 by default), the batch cut into
+        consecutive windows of ``tokens.split_duration`` seconds, each trained as a sequence of its own.
+
+        A window starts at position 0 with nothing before it to copy the instrument from, like a
+        generation: a batch of B segments of N windows gives B * N such starts for about the compute of
+        B whole segments. The windows begin at a random offset (drawn from ``self.rng``) within the
+        first ``real_frames`` frames, so they move from epoch to epoch.
+
+        Returns:
+            None when the batch is not split, else (codes [B * N, K, W], mask [B * N, K, W], index [B * N]
+            of the segment each window comes from, for its condition tensors).
+        """
+        probability = float(self.cfg.tokens.get("split_p", 0.0) or 0.0)  # checked by build_model
+        if probability <= 0 or torch.rand(1, generator=self.rng).item() >= probability:
+            return None
+        total = codes.shape[-1] if real_frames is None else max(1, min(int(real_frames), codes.shape[-1]))
+        width = math.ceil(float(self.cfg.tokens.split_duration) * self.compression_model.frame_rate)
+        if width * 2 > total:  # fewer than two windows: nothing gained over the whole segment
+            return None
+        offset = int(torch.randint(0, min(width, total - 2 * width + 1), (1,), generator=self.rng))
+        count = (total - offset) // width
+        B, K, _ = codes.shape
+        end = offset + count * width
+
+        def cut(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor[..., offset:end].reshape(B, K, count, width).permute(0, 2, 1, 3).reshape(B * count, K, width)
+
+        index = torch.arange(B, device=codes.device).repeat_interleave(count)
+        return cut(codes), cut(mask), index
+
+    def _split_predictions(self, codes: torch.Tensor, attributes: list, index: torch.Tensor) -> LMOutput:
+        """Teacher-forced predictions of windows cut by :meth:`_token_split`: the conditions of each segment
+        are dropped out and encoded once, then shared by its windows (the text encoder runs B times, not
+        B * N)."""
+        lm = self.model
+        conditions = lm.att_dropout(lm.cfg_dropout(attributes))
+        tensors = lm.condition_provider(lm.condition_provider.tokenize(conditions))
+        shared = {name: (embedding.index_select(0, index), mask.index_select(0, index))
+                  for name, (embedding, mask) in tensors.items()}
+        return lm.compute_predictions(codes, [], condition_tensors=shared)
+
     def run_step(self, batch: Any) -> StepOutput:
         codes, attributes, padding_mask, real_frames = self._codes_and_attributes(batch)
-        if self.is_training:
-            codes, padding_mask = self._random_token_crop(codes, padding_mask, real_frames)
-        output = self.model.compute_predictions(codes, attributes)  # dropouts of the conditions in training
+        split = self._token_split(codes, padding_mask, real_frames) if self.is_training else None
+        if split is not None:
+            codes, padding_mask, index = split
+            output = self._split_predictions(codes, attributes, index)
+        else:
+            if self.is_training:
+                codes, padding_mask = self._random_token_crop(codes, padding_mask, real_frames)
+            output = self.model.compute_predictions(codes, attributes)  # dropouts of the conditions in training
         ce, ce_per_codebook = compute_cross_entropy(output.logits, codes, output.mask & padding_mask)
         metrics: dict[str, Any] = {"ce": ce.detach(), "ppl": torch.exp(ce.detach())}
         for k, ce_k in enumerate(ce_per_codebook):

@@ -212,6 +212,59 @@ def test_random_token_crop_takes_one_window_of_the_batch(manifest, tmp_path):
             solver.build()
 
 
+def test_token_split_trains_windows_that_share_their_segment_conditions(manifest, tmp_path):
+    split = ["+tokens.split_p=1.0", "+tokens.split_duration=0.2", "evaluate.every=0", "generate.every=0"]
+    solver = _solver(_overrides(manifest, epochs=1, updates=2, generate=False) + split, tmp_path / "xp")
+    solver.build()
+    codes = torch.arange(2 * 4 * 25).view(2, 4, 25)
+    mask = torch.rand(2, 4, 25) > 0.5
+    offsets = set()
+    for seed in range(40):
+        solver.rng.manual_seed(seed)
+        windows, window_mask, index = solver._token_split(codes, mask)
+        offset, count = int(windows[0, 0, 0]), windows.shape[0] // 2
+        assert windows.shape[1:] == (4, 5) and count >= 2  # 0.2 s at 25 frames/s
+        assert index.tolist() == [0] * count + [1] * count
+        for n in range(windows.shape[0]):  # window n is the (n % count)-th of segment index[n], in order
+            start = offset + (n % count) * 5
+            torch.testing.assert_close(windows[n], codes[int(index[n]), :, start:start + 5])
+            torch.testing.assert_close(window_mask[n], mask[int(index[n]), :, start:start + 5])
+        offsets.add(offset)
+        short, _, _ = solver._token_split(codes, mask, real_frames=12)
+        assert int((short[:, 0] % 100).max()) < 12  # never a window past the frames made from real audio
+    assert offsets == set(range(5))
+    assert solver._token_split(codes[..., :9], mask[..., :9]) is None  # room for one window only: left whole
+
+    seen, encoded = [], []
+    original, provider = solver.model.compute_predictions, solver.model.condition_provider
+    original_provider_forward = provider.forward
+
+    def record(codes, conditions, *args, **kwargs):
+        seen.append((solver.current_stage, tuple(codes.shape)))
+        return original(codes, conditions, *args, **kwargs)
+
+    def record_provider(tokenized):
+        tensors = original_provider_forward(tokenized)
+        encoded.append({name: embedding.shape[0] for name, (embedding, _) in tensors.items()})
+        return tensors
+
+    solver.model.compute_predictions, provider.forward = record, record_provider
+    solver.run()
+    assert math.isfinite(solver.history[-1]["train"]["ce"])
+    batch = int(solver.cfg.dataset.batch_size)
+    train = [shape for stage, shape in seen if stage == "train"]
+    assert train and all(shape[0] > batch and shape[-1] == 5 for shape in train)  # windows, not segments
+    assert all(size == batch for sizes in encoded for size in sizes.values())  # text encoded once per segment
+    assert {shape[-1] for stage, shape in seen if stage == "valid"} == {25}
+
+    for bad, match in ((["+tokens.split_p=2"], "split_p"), (["+tokens.split_p=0.5", "+tokens.split_duration=0"], "split"),
+                       (["+tokens.split_p=0.5", "conditioner=chroma2music", "cache.path=null"], "conditioned on audio"),
+                       (["+tokens.random_crop_p=0.5", "conditioner=chroma2music", "cache.path=null"], "random_crop_p > 0 .*audio")):
+        solver = _solver(_overrides(manifest, generate=False) + bad, tmp_path / "bad")
+        with pytest.raises(ValueError, match=match):
+            solver.build()
+
+
 def test_lora_run_trains_only_adapters_and_exports(manifest, tmp_path):
     solver = _solver(_overrides(manifest, epochs=1, updates=2, generate=False) + ["lora.use=true"], tmp_path / "xp")
     solver.build()
