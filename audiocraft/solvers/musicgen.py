@@ -217,31 +217,23 @@ class MusicGenSolver(StandardSolver):
     # ------------------------------------------------------------------ one batch
     @staticmethod
     def _check_random_crop(cfg: DictConfig) -> None:
-        """Refuse ``tokens.random_crop_*`` values that :meth:`_random_token_crop` cannot use."""
-        crop_p, crop_min = cfg.tokens.get("random_crop_p", 0.0), cfg.tokens.get("random_crop_min_duration", 1.0)
-        try:
-            crop_p, crop_min = float(crop_p or 0.0), float(crop_min)
-        except (TypeError, ValueError):
-            crop_p, crop_min = float("nan"), float("nan")
-        if not (0.0 <= crop_p <= 1.0 and crop_min > 0):
-            raise ValueError(f"tokens.random_crop_p={cfg.tokens.get('random_crop_p')} and tokens.random_crop_min_duration="
-                             f"{cfg.tokens.get('random_crop_min_duration')}: the probability must be a number within "
-                             f"[0, 1] and the duration a number of seconds > 0.")
-        if crop_p > 0 and cfg.interleave_stereo_codebooks.use and cfg.interleave_stereo_codebooks.per_timestep:
-            raise ValueError("tokens.random_crop_p > 0 cannot be combined with interleave_stereo_codebooks.per_timestep="
-                             "true (a window could start on a right-channel step); set one of them off.")
-        split_p, split_duration = cfg.tokens.get("split_p", 0.0), cfg.tokens.get("split_duration", 2.0)
-        try:
-            split_p, split_duration = float(split_p or 0.0), float(split_duration)
-        except (TypeError, ValueError):
-            split_p, split_duration = float("nan"), float("nan")
-        if not (0.0 <= split_p <= 1.0 and split_duration > 0):
-            raise ValueError(f"tokens.split_p={cfg.tokens.get('split_p')} and tokens.split_duration="
-                             f"{cfg.tokens.get('split_duration')}: the probability must be a number within [0, 1] "
-                             f"and the duration a number of seconds > 0.")
-        if split_p > 0 and cfg.interleave_stereo_codebooks.use and cfg.interleave_stereo_codebooks.per_timestep:
-            raise ValueError("tokens.split_p > 0 cannot be combined with interleave_stereo_codebooks.per_timestep=true "
-                             "(a window could start on a right-channel step); set one of them off.")
+        """Refuse ``tokens.random_crop_*`` and ``tokens.split_*`` values that :meth:`_random_token_crop` and
+        :meth:`_token_split` cannot use."""
+        stereo_steps = cfg.interleave_stereo_codebooks.use and cfg.interleave_stereo_codebooks.per_timestep
+        for p_key, duration_key, duration_default in (("random_crop_p", "random_crop_min_duration", 1.0),
+                                                      ("split_p", "split_duration", 2.0)):
+            raw_p, raw_duration = cfg.tokens.get(p_key, 0.0), cfg.tokens.get(duration_key, duration_default)
+            try:
+                probability, duration = float(raw_p or 0.0), float(raw_duration)
+            except (TypeError, ValueError):
+                probability, duration = float("nan"), float("nan")
+            if not (0.0 <= probability <= 1.0 and duration > 0):
+                raise ValueError(f"tokens.{p_key}={raw_p} and tokens.{duration_key}={raw_duration}: the probability "
+                                 f"must be a number within [0, 1] and the duration a number of seconds > 0.")
+            if probability > 0 and stereo_steps:
+                raise ValueError(f"tokens.{p_key} > 0 cannot be combined with interleave_stereo_codebooks."
+                                 f"per_timestep=true (a window could start on a right-channel step); set one of "
+                                 f"them off.")
 
     def _check_windows_with_conditions(self) -> None:
         """Windows of the codes (``tokens.random_crop_p``, ``tokens.split_p``) keep text conditions valid but

@@ -159,12 +159,24 @@ def test_token_cache_is_written_once_then_replaces_the_codec(manifest, tmp_path)
         stale.build()
 
 
-def test_random_token_crop_takes_one_window_of_the_batch(manifest, tmp_path):
-    crop = ["+tokens.random_crop_p=1.0", "+tokens.random_crop_min_duration=0.4", "evaluate.every=0", "generate.every=0"]
-    solver = _solver(_overrides(manifest, epochs=1, updates=2, generate=False) + crop, tmp_path / "xp")
+def _window_solver(manifest, folder, options: list[str]):
+    """A built solver with the window options given, and codes [2, 4, 25] numbered 0.. / 100.. per segment."""
+    solver = _solver(_overrides(manifest, epochs=1, updates=2, generate=False) + options
+                     + ["evaluate.every=0", "generate.every=0"], folder)
     solver.build()
-    codes = torch.arange(2 * 4 * 25).view(2, 4, 25)
-    mask = torch.rand(2, 4, 25) > 0.5
+    return solver, torch.arange(2 * 4 * 25).view(2, 4, 25), torch.rand(2, 4, 25) > 0.5
+
+
+def _assert_refused(manifest, folder, cases) -> None:
+    for bad, match in cases:
+        solver = _solver(_overrides(manifest, generate=False) + bad, folder)
+        with pytest.raises(ValueError, match=match):
+            solver.build()
+
+
+def test_random_token_crop_takes_one_window_of_the_batch(manifest, tmp_path):
+    crop = ["+tokens.random_crop_p=1.0", "+tokens.random_crop_min_duration=0.4"]
+    solver, codes, mask = _window_solver(manifest, tmp_path / "xp", crop)
     lengths, starts = set(), set()
     for seed in range(60):
         solver.rng.manual_seed(seed)
@@ -202,22 +214,16 @@ def test_random_token_crop_takes_one_window_of_the_batch(manifest, tmp_path):
     plain = _solver(_overrides(manifest, epochs=1, updates=2, generate=False), tmp_path / "plain")
     plain.build()
     assert plain._random_token_crop(codes, mask)[0] is codes  # off unless asked for
-    for bad, match in ((["+tokens.random_crop_p=1.5"], "random_crop"),
-                       (["+tokens.random_crop_p=0.5", "+tokens.random_crop_min_duration=0"], "random_crop"),
-                       (["+tokens.random_crop_p=0.5", "+tokens.random_crop_min_duration=null"], "random_crop"),
-                       (["+tokens.random_crop_p=0.5", "interleave_stereo_codebooks.use=true",
-                         "interleave_stereo_codebooks.per_timestep=true"], "per_timestep")):
-        solver = _solver(_overrides(manifest, generate=False) + bad, tmp_path / "bad")
-        with pytest.raises(ValueError, match=match):
-            solver.build()
+    _assert_refused(manifest, tmp_path / "bad", (
+        (["+tokens.random_crop_p=1.5"], "random_crop"),
+        (["+tokens.random_crop_p=0.5", "+tokens.random_crop_min_duration=0"], "random_crop"),
+        (["+tokens.random_crop_p=0.5", "+tokens.random_crop_min_duration=null"], "random_crop"),
+        (["+tokens.random_crop_p=0.5", "interleave_stereo_codebooks.use=true",
+          "interleave_stereo_codebooks.per_timestep=true"], "per_timestep")))
 
 
 def test_token_split_trains_windows_that_share_their_segment_conditions(manifest, tmp_path):
-    split = ["+tokens.split_p=1.0", "+tokens.split_duration=0.2", "evaluate.every=0", "generate.every=0"]
-    solver = _solver(_overrides(manifest, epochs=1, updates=2, generate=False) + split, tmp_path / "xp")
-    solver.build()
-    codes = torch.arange(2 * 4 * 25).view(2, 4, 25)
-    mask = torch.rand(2, 4, 25) > 0.5
+    solver, codes, mask = _window_solver(manifest, tmp_path / "xp", ["+tokens.split_p=1.0", "+tokens.split_duration=0.2"])
     offsets = set()
     for seed in range(40):
         solver.rng.manual_seed(seed)
@@ -257,12 +263,12 @@ def test_token_split_trains_windows_that_share_their_segment_conditions(manifest
     assert all(size == batch for sizes in encoded for size in sizes.values())  # text encoded once per segment
     assert {shape[-1] for stage, shape in seen if stage == "valid"} == {25}
 
-    for bad, match in ((["+tokens.split_p=2"], "split_p"), (["+tokens.split_p=0.5", "+tokens.split_duration=0"], "split"),
-                       (["+tokens.split_p=0.5", "conditioner=chroma2music", "cache.path=null"], "conditioned on audio"),
-                       (["+tokens.random_crop_p=0.5", "conditioner=chroma2music", "cache.path=null"], "random_crop_p > 0 .*audio")):
-        solver = _solver(_overrides(manifest, generate=False) + bad, tmp_path / "bad")
-        with pytest.raises(ValueError, match=match):
-            solver.build()
+    _assert_refused(manifest, tmp_path / "bad", (
+        (["+tokens.split_p=2"], "split_p"), (["+tokens.split_p=0.5", "+tokens.split_duration=0"], "split"),
+        (["+tokens.split_p=0.5", "interleave_stereo_codebooks.use=true",
+          "interleave_stereo_codebooks.per_timestep=true"], "split_p > 0 .*per_timestep"),
+        (["+tokens.split_p=0.5", "conditioner=chroma2music", "cache.path=null"], "split_p > 0 .*audio"),
+        (["+tokens.random_crop_p=0.5", "conditioner=chroma2music", "cache.path=null"], "random_crop_p > 0 .*audio")))
 
 
 def test_lora_run_trains_only_adapters_and_exports(manifest, tmp_path):
