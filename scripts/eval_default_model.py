@@ -8,7 +8,7 @@ For ``--num-samples`` clips of the test split of a dataset made by
   the compression solver) of the reconstructions, and the accuracy of the evaluation classifier
   (:mod:`audiocraft.metrics.classifier`) on the originals and on the reconstructions;
 - the LM: one clip generated from each held-out caption (``--duration`` seconds, the model's
-  default sampling parameters). *Instrument adherence* is the fraction of generated clips the
+  default sampling parameters; ``--rounds N``: N clips per caption, pooled). *Instrument adherence* is the fraction of generated clips the
   classifier hears as the instrument family of their caption's clip (sidecar
   ``instrument_family``); the *shuffled* rate scores the same clips against the family of
   another clip's caption (a fixed derangement of the captions), i.e. the agreement expected by
@@ -79,6 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-examples", type=int, default=4, help="generated examples to save (default 4)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per generation batch (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the clip choice, shuffle and sampling")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="generations per caption, pooled in the LM scores (default 1; one round's instrument "
+                             "adherence varies by a few points with the seed)")
     parser.add_argument("--cfg-coef", type=non_negative_float, default=None,
                         help="classifier-free guidance coefficient (default: the model's)")
     parser.add_argument("--top-k", type=non_negative_int, default=None, help="top-k sampling (default: the model's)")
@@ -325,7 +328,7 @@ def evaluate_codec(compression_model, originals: torch.Tensor, data_rate: int, t
 
 def evaluate_model(model, clips: list[HeldOutClip], tagger: MusicTagger, duration: float = 5.0,
                    batch_size: int = 8, seed: int = 0, out: Path | None = None, num_examples: int = 0,
-                   log=print, generation_params: dict | None = None) -> dict:
+                   log=print, generation_params: dict | None = None, rounds: int = 1) -> dict:
     """All the numbers of the module docstring for ``model`` (a MusicGen) on ``clips``.
 
     Args:
@@ -340,11 +343,16 @@ def evaluate_model(model, clips: list[HeldOutClip], tagger: MusicTagger, duratio
         log: where progress lines go.
         generation_params: other arguments of ``set_generation_params`` (e.g. ``cfg_coef``); the
             model's defaults otherwise.
+        rounds: generations per caption (the sampling continues from ``seed``). The LM scores pool
+            all of them; with more than one, ``lm`` also lists the instrument adherence of each
+            round, to show how much one round varies.
     Returns:
         A JSON-serialisable dict: ``codec``, ``lm``, ``fad``, ``examples``, ``settings``.
     """
     if not clips:
         raise ValueError("evaluate_model: `clips` is empty; pass at least one held-out clip.")
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"evaluate_model: rounds must be an integer >= 1, got {rounds!r}.")
     missing = [head for head in (FAMILY, STYLE) if head not in tagger.heads]
     if missing:
         raise ValueError(f"evaluate_model: the tagger lacks the head(s) {missing}; it has {list(tagger.heads)}.")
@@ -361,21 +369,30 @@ def evaluate_model(model, clips: list[HeldOutClip], tagger: MusicTagger, duratio
     torch.manual_seed(seed)
     captions = [clip.description for clip in clips]
     batches = []
-    for first in range(0, len(captions), batch_size):
-        batches.append(model.generate(captions[first:first + batch_size]).cpu())
-        log(f"lm: generated {first + batches[-1].shape[0]}/{len(captions)} clips ({time.time() - start:.0f} s)")
+    total = len(captions) * rounds
+    for _ in range(rounds):
+        for first in range(0, len(captions), batch_size):
+            batches.append(model.generate(captions[first:first + batch_size]).cpu())
+            log(f"lm: generated {sum(b.shape[0] for b in batches)}/{total} clips ({time.time() - start:.0f} s)")
     generated = torch.cat(batches)
     generation_seconds = time.time() - start
-    log(f"lm: {len(captions)} clips of {duration:g} s generated in {generation_seconds:.1f} s")
+    log(f"lm: {total} clips of {duration:g} s generated in {generation_seconds:.1f} s")
     generated_embedding, generated_probs = tag_audio(tagger, generated, model.sample_rate)
     order = derangement(len(clips), seed)
-    lm: dict = {"generation_seconds": round(generation_seconds, 2)}
+    pooled_order = [round_index * len(clips) + j for round_index in range(rounds) for j in order]
+    lm: dict = {"generation_seconds": round(generation_seconds, 2), "rounds": rounds}
     for head, name in ((FAMILY, "instrument"), (STYLE, "style")):
-        scores = adherence(classifiers[head], generated_probs[head], wanted[head], order)
+        scores = adherence(classifiers[head], generated_probs[head], wanted[head] * rounds, pooled_order)
         lm[f"{name}_adherence"] = scores["rate"]
         lm[f"{name}_adherence_shuffled"] = scores["shuffled_rate"]
         lm[f"{name}_adherence_evaluated"] = scores["evaluated"]
-    lm["kld_instrument_family"] = kl_to_originals(classifiers[FAMILY], generated_probs[FAMILY], original_probs[FAMILY])
+    if rounds > 1:
+        n = len(clips)
+        lm["instrument_adherence_rounds"] = [
+            adherence(classifiers[FAMILY], generated_probs[FAMILY][r * n:(r + 1) * n], wanted[FAMILY], order)["rate"]
+            for r in range(rounds)]
+    lm["kld_instrument_family"] = kl_to_originals(classifiers[FAMILY], generated_probs[FAMILY],
+                                                    original_probs[FAMILY].repeat(rounds, 1))
     half = len(clips) // 2
     distances = {"generated_vs_heldout": fad(embedder, generated_embedding, original_embedding),
                  "reconstructed_vs_heldout": fad(embedder, recon_embedding, original_embedding),
@@ -419,6 +436,8 @@ def format_table(results: dict) -> str:
             ("FAD generated vs held-out", show(distances["generated_vs_heldout"])),
             ("FAD codec reconstructions vs held-out", show(distances["reconstructed_vs_heldout"])),
             ("FAD held-out half vs half (floor)", show(distances["heldout_half_vs_half"]))]
+    if lm.get("instrument_adherence_rounds"):
+        rows.insert(6, ("instrument adherence, each round", " ".join(show(v) for v in lm["instrument_adherence_rounds"])))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value:>8}" for name, value in rows)
 
@@ -473,7 +492,8 @@ def main(argv: list[str] | None = None) -> dict:
                          if value is not None}
     results = evaluate_model(model, clips, tagger, duration=args.duration, batch_size=args.batch_size,
                              seed=args.seed, out=args.out, num_examples=args.num_examples,
-                             log=lambda line: print(line, flush=True), generation_params=generation_params)
+                             log=lambda line: print(line, flush=True), generation_params=generation_params,
+                             rounds=args.rounds)
     try:
         classifier_notes = read_tagger_notes(args.classifier)
     except (FileNotFoundError, ValueError):

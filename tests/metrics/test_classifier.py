@@ -293,6 +293,28 @@ def test_evaluate_model_with_the_tiny_codec(eval_script, tagger, tiny_model_dir,
         eval_script.evaluate_model(model, [], tagger)
 
 
+def test_evaluate_model_pools_several_rounds(eval_script, tagger, tiny_model_dir, heldout_root):
+    from audiocraft.models.loaders import load_compression_model
+
+    clips = eval_script.load_heldout_clips(heldout_root, "test", num_samples=5, duration=1.0)
+    model = FakeMusicGen(load_compression_model(tiny_model_dir, device="cpu"))
+    calls = []
+    generate = model.generate
+    model.generate = lambda descriptions: calls.append(list(descriptions)) or generate(descriptions)
+    results = eval_script.evaluate_model(model, clips, tagger, duration=0.5, batch_size=2, log=lambda line: None,
+                                         rounds=3)
+    captions = [clip.description for clip in clips]
+    assert calls == [captions] * 3  # every caption once per round
+    lm = results["lm"]
+    assert lm["rounds"] == 3 and lm["instrument_adherence_evaluated"] == 3 * len(clips)
+    assert len(lm["instrument_adherence_rounds"]) == 3
+    assert lm["instrument_adherence"] == pytest.approx(sum(lm["instrument_adherence_rounds"]) / 3)
+    assert "instrument adherence, each round" in eval_script.format_table(results)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="rounds"):
+            eval_script.evaluate_model(model, clips, tagger, rounds=bad)
+
+
 def test_codec_only_mode(eval_script, tiny_model_dir, heldout_root, tmp_path, capsys):
     """``--codec`` scores one compression checkpoint with the shipped tagger and writes codec_eval.json."""
     out = tmp_path / "out"
