@@ -8,9 +8,9 @@ For ``--num-samples`` clips of the test split of a dataset made by
   the compression solver) of the reconstructions, and the accuracy of the evaluation classifier
   (:mod:`audiocraft.metrics.classifier`) on the originals and on the reconstructions;
 - the LM: one clip generated from each held-out caption (``--duration`` seconds, the model's
-  default sampling parameters; ``--rounds N``: N clips per caption, pooled). *Instrument adherence* is the fraction of generated clips the
-  classifier hears as the instrument family of their caption's clip (sidecar
-  ``instrument_family``); the *shuffled* rate scores the same clips against the family of
+  default sampling parameters; ``--rounds N``: N clips per caption, pooled). *Instrument
+  adherence* is the fraction of generated clips the classifier hears as the instrument family
+  of their caption's clip (sidecar ``instrument_family``); the *shuffled* rate scores the same clips against the family of
   another clip's caption (a fixed derangement of the captions), i.e. the agreement expected by
   chance. The same is reported for the style head, plus the KL divergence between the
   classifier's family distributions of each generated clip and its original;
@@ -370,10 +370,12 @@ def evaluate_model(model, clips: list[HeldOutClip], tagger: MusicTagger, duratio
     captions = [clip.description for clip in clips]
     batches = []
     total = len(captions) * rounds
+    done = 0
     for _ in range(rounds):
         for first in range(0, len(captions), batch_size):
             batches.append(model.generate(captions[first:first + batch_size]).cpu())
-            log(f"lm: generated {sum(b.shape[0] for b in batches)}/{total} clips ({time.time() - start:.0f} s)")
+            done += batches[-1].shape[0]
+            log(f"lm: generated {done}/{total} clips ({time.time() - start:.0f} s)")
     generated = torch.cat(batches)
     generation_seconds = time.time() - start
     log(f"lm: {total} clips of {duration:g} s generated in {generation_seconds:.1f} s")

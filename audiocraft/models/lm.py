@@ -165,8 +165,7 @@ class LMModel(StreamingModule):
         if condition_tensors is None:
             if self._is_streaming:
                 raise RuntimeError("pass condition_tensors when streaming: conditions are computed once per generation")
-            conditions = self.att_dropout(self.cfg_dropout(conditions))
-            condition_tensors = self.condition_provider(self.condition_provider.tokenize(conditions))
+            condition_tensors = self.training_condition_tensors(conditions)
         fused, cross_source = self.fuser(embedded, condition_tensors)
         out = self.transformer(fused, cross_attention_src=cross_source)
         if self.out_norm is not None:
@@ -175,6 +174,12 @@ class LMModel(StreamingModule):
         if self.fuser.fuse2cond["prepend"]:
             logits = logits[:, :, -S:]
         return logits
+
+    def training_condition_tensors(self, conditions: List[ConditioningAttributes]) -> ConditionTensors:
+        """Condition tensors of ``conditions`` after the classifier-free-guidance and attribute dropouts
+        (which act only in training mode, as in :meth:`forward`)."""
+        conditions = self.att_dropout(self.cfg_dropout(conditions))
+        return self.condition_provider(self.condition_provider.tokenize(conditions))
 
     def compute_predictions(self, codes: torch.Tensor, conditions: List[ConditioningAttributes],
                             condition_tensors: Optional[ConditionTensors] = None,

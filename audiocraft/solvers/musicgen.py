@@ -333,12 +333,10 @@ class MusicGenSolver(StandardSolver):
         """Teacher-forced predictions of windows cut by :meth:`_token_split`: the conditions of each segment
         are dropped out and encoded once, then shared by its windows (the text encoder runs B times, not
         B * N)."""
-        lm = self.model
-        conditions = lm.att_dropout(lm.cfg_dropout(attributes))
-        tensors = lm.condition_provider(lm.condition_provider.tokenize(conditions))
+        tensors = self.model.training_condition_tensors(attributes)
         shared = {name: (embedding.index_select(0, index), mask.index_select(0, index))
                   for name, (embedding, mask) in tensors.items()}
-        return lm.compute_predictions(codes, [], condition_tensors=shared)
+        return self.model.compute_predictions(codes, [], condition_tensors=shared)
 
     def run_step(self, batch: Any) -> StepOutput:
         codes, attributes, padding_mask, real_frames = self._codes_and_attributes(batch)
