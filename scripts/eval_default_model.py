@@ -10,9 +10,9 @@ For ``--num-samples`` clips of the test split of a dataset made by
 - the LM: one clip generated from each held-out caption (``--duration`` seconds, the model's
   default sampling parameters; ``--rounds N``: N clips per caption, pooled). *Instrument
   adherence* is the fraction of generated clips the classifier hears as the instrument family
-  of their caption's clip (sidecar ``instrument_family``); the *shuffled* rate scores the same clips against the family of
-  another clip's caption (a fixed derangement of the captions), i.e. the agreement expected by
-  chance. The same is reported for the style head, plus the KL divergence between the
+  of their caption's clip (sidecar ``instrument_family``); the *shuffled* rate scores the same
+  clips against the family of another clip's caption (a fixed derangement of the captions), i.e.
+  the agreement expected by chance. The same is reported for the style head, plus the KL divergence between the
   classifier's family distributions of each generated clip and its original;
 - FAD on the classifier's embeddings (:class:`~audiocraft.metrics.classifier.TaggerEmbedder`) of
   generated audio vs held-out audio, and of codec reconstructions vs held-out audio; for scale,
