@@ -6,6 +6,11 @@ average; then the generator is trained on the weighted losses ``losses.{adv, fea
 sisnr}`` combined by the loss :class:`~audiocraft.losses.Balancer`, plus the quantizer's commitment
 penalty (weight 1, outside the balancer). Losses with weight 0 are only logged.
 
+With ``+freeze=[encoder,quantizer]`` the decoder can also learn from codes a language model would
+make: ``+lm_resample.lm=<LM>`` with ``+lm_resample.p=<share>`` replaces, in that share of the training
+items, the encoder's codes by a teacher-forced sample of the LM (see :class:`LMResampler`); the
+target stays the original audio.
+
 Valid reports the same losses; evaluate reports ``sisnr`` (AudioCraft's SI-SNR loss, i.e. minus the
 SI-SNR in dB: lower is better) and ``mel`` (mel-spectrogram L1 distance) on the evaluate split;
 generate writes reconstructions and references to ``<xp folder>/samples/epoch_<N>/``.
@@ -52,6 +57,7 @@ class CompressionSolver(StandardSolver):
             raise ValueError("evaluate.metrics.visqol=true is not available in this implementation; set it to false.")
         self.model = model_builders.get_compression_model(cfg).to(self.device)
         self.frozen = _frozen_parts(cfg.get("freeze"))
+        self.lm_resampler = LMResampler.from_config(cfg.get("lm_resample"), self.frozen, self.model, self.device)
         for part in self.frozen:
             getattr(self.model, part).requires_grad_(False)
         self.optimizer = builders.get_optimizer([p for p in self.model.parameters() if p.requires_grad], cfg.optim)
@@ -92,7 +98,10 @@ class CompressionSolver(StandardSolver):
     def run_step(self, batch: Any) -> StepOutput:
         wav = batch[0] if isinstance(batch, (tuple, list)) else batch
         x = wav.to(self.device)
-        result = self.model(x)
+        if self.is_training and self.lm_resampler is not None:
+            result = self.lm_resampler.reconstruct(self.model, x, self.rng)
+        else:
+            result = self.model(x)
         y_pred = result.x
         metrics: dict[str, Any] = {"bandwidth": result.bandwidth.mean()}
 
@@ -221,6 +230,103 @@ def _frozen_parts(freeze: Any) -> list[str]:
     if "quantizer" in parts and "encoder" not in parts:
         logger.warning("freeze=%s: the quantizer is frozen but the encoder trains, so the codes still change.", parts)
     return [part for part in _FREEZABLE if part in parts]
+
+
+class LMResampler:
+    """Codes a language model would make, aligned with real audio, for training a decoder.
+
+    For each training item, with probability ``p``: the encoder's codes ``[K, T]`` go through ``lm``
+    teacher-forced and unconditioned (the null condition that classifier-free guidance also uses),
+    and every position the model's codebook pattern predicts, in codebooks ``first_codebook`` and
+    up, is replaced with probability ``rate`` by a sample of its prediction (``top_k``,
+    ``temperature``). Each sample depends on the real codes before it, so the result is what the LM
+    finds likely at each step, without the drift of free generation. The decoder is then trained to
+    render the original audio from these codes: an LM's mistakes must not be sharpened into another
+    timbre. The codes of the other items, and evaluation, are unchanged.
+    """
+
+    def __init__(self, lm: nn.Module, p: float, first_codebook: int = 0, rate: float = 1.0,
+                 top_k: int = 250, temperature: float = 1.0) -> None:
+        if not 0 < p <= 1 or not 0 < rate <= 1:
+            raise ValueError(f"lm_resample: p={p} and rate={rate} must lie in (0, 1].")
+        if not 0 <= first_codebook < lm.n_q:
+            raise ValueError(f"lm_resample.first_codebook={first_codebook}: the LM has {lm.n_q} codebooks "
+                             f"(0 to {lm.n_q - 1}).")
+        if top_k < 1 or temperature <= 0:
+            raise ValueError(f"lm_resample: top_k={top_k} must be >= 1 and temperature={temperature} > 0.")
+        self.lm = lm.eval().requires_grad_(False)
+        self.p, self.first_codebook, self.rate = float(p), int(first_codebook), float(rate)
+        self.top_k, self.temperature = int(top_k), float(temperature)
+        self._null: dict[int, Any] = {}  # null condition tensors by batch size
+
+    @classmethod
+    def from_config(cls, cfg: Any, frozen: list[str], codec: CompressionModel,
+                    device: torch.device) -> "LMResampler | None":
+        """The resampler of the ``lm_resample`` option group, or None when it is off (no ``lm`` or ``p=0``)."""
+        options = dict(cfg or {})
+        unknown = set(options) - {"lm", "p", "first_codebook", "rate", "top_k", "temperature"}
+        if unknown:
+            raise ValueError(f"lm_resample: unknown option(s) {sorted(unknown)}; use lm, p, first_codebook, "
+                             "rate, top_k, temperature.")
+        if not options.get("lm") or not float(options.get("p", 0.0)):
+            return None
+        if not {"encoder", "quantizer"} <= set(frozen):
+            raise ValueError("lm_resample trains the decoder on an LM's codes, which stay valid only if the codes "
+                             "do not change: add +freeze=[encoder,quantizer].")
+        lm = _load_lm(str(options.pop("lm")), device)
+        if (lm.n_q, lm.card) != (codec.num_codebooks, codec.cardinality):
+            raise ValueError(f"lm_resample.lm models {lm.n_q} codebooks of {lm.card} codes, the codec makes "
+                             f"{codec.num_codebooks} of {codec.cardinality}: use an LM trained on this codec's codes.")
+        return cls(lm, **{key: value for key, value in options.items()})
+
+    @torch.no_grad()
+    def resample(self, codes: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Codes ``[B, K, T]`` -> codes of the same shape, resampled as the class docstring says."""
+        from ..modules.conditioners import ConditioningAttributes
+
+        items = torch.rand(codes.shape[0], generator=generator) < self.p
+        if not items.any():
+            return codes
+        chosen = codes[items.to(codes.device)]
+        n = chosen.shape[0]
+        if n not in self._null:
+            null = [ConditioningAttributes(text={name: None for name in self.lm.condition_provider.text_conditions})
+                    for _ in range(n)]
+            provider = self.lm.condition_provider
+            self._null[n] = provider(provider.tokenize(null))
+        out = self.lm.compute_predictions(chosen, [], condition_tensors=self._null[n])
+        logits = torch.nan_to_num(out.logits.float() / self.temperature, nan=0.0)  # [n, K, T, V]
+        if self.top_k < logits.shape[-1]:
+            kth = logits.topk(self.top_k, dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = logits.softmax(-1).flatten(0, -2)
+        sampled = torch.multinomial(probs.cpu(), 1, generator=generator).view(chosen.shape).to(codes.device)
+        replace = out.mask & (torch.rand(chosen.shape, generator=generator) < self.rate).to(codes.device)
+        replace[:, :self.first_codebook] = False
+        codes = codes.clone()
+        codes[items.to(codes.device)] = torch.where(replace, sampled, chosen)
+        return codes
+
+    def reconstruct(self, model: "EncodecModel", x: torch.Tensor, generator: torch.Generator | None = None):
+        """Like ``model(x)`` (a :class:`QuantizedResult` with the reconstruction in ``x``), decoding resampled
+        codes; the encoder and quantizer run without gradients (they are frozen)."""
+        length = x.shape[-1]
+        with torch.no_grad():
+            x_in, scale = model.preprocess(x)
+            result = model.quantizer(model.encoder(x_in), model.frame_rate)
+            latent = model.decode_latent(self.resample(result.codes, generator))
+        result.x = model.postprocess(model.decoder(latent)[..., :length], scale)
+        result.penalty = None
+        return result
+
+
+def _load_lm(name: str, device: torch.device) -> nn.Module:
+    """An LM in AudioCraft's released format: ``//pretrained/<name>``, a folder or a ``state_dict.bin``."""
+    from ..models.loaders import load_lm_model
+
+    if name.startswith(checkpoint.PRETRAINED_PREFIX):
+        name = resolve_pretrained_name(name[len(checkpoint.PRETRAINED_PREFIX):])
+    return load_lm_model(name, device=device)
 
 
 def _average_gradients(module: nn.Module) -> None:

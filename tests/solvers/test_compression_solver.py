@@ -181,3 +181,94 @@ def test_bad_freeze_option_is_an_actionable_error(manifest, tmp_path, freeze, me
     cfg = compose_config(debug_overrides(manifest, epochs=1, updates=1) + [f"+freeze=[{','.join(freeze)}]"])
     with pytest.raises(ValueError, match=message):
         get_solver(cfg, folder=tmp_path / "xp").build()
+
+
+# ---------------------------------------------------------------------------- decoder training on LM codes
+
+@pytest.fixture(scope="module")
+def tiny_lm(tiny_model_dir):
+    from audiocraft.models.loaders import load_lm_model
+    return load_lm_model(tiny_model_dir)  # 4 codebooks of 64 codes, delay pattern
+
+
+def _random_codes(lm, batch: int = 3, frames: int = 12) -> torch.Tensor:
+    return torch.randint(0, lm.card, (batch, lm.n_q, frames), generator=torch.Generator().manual_seed(1))
+
+
+def test_lm_resampler_with_top_k_1_takes_the_lm_prediction_of_each_position(tiny_lm):
+    """Greedy resampling gives exactly the argmax of the teacher-forced, unconditioned predictions, from
+    `first_codebook` on; earlier codebooks and positions the pattern does not predict keep their codes."""
+    from audiocraft.modules.conditioners import ConditioningAttributes
+    from audiocraft.solvers.compression import LMResampler
+
+    codes = _random_codes(tiny_lm)
+    resampler = LMResampler(tiny_lm, p=1.0, first_codebook=1, top_k=1)
+    out = resampler.resample(codes, torch.Generator().manual_seed(0))
+    null = [ConditioningAttributes(text={"description": None}) for _ in range(codes.shape[0])]
+    with torch.no_grad():
+        predicted = tiny_lm.compute_predictions(codes, null)
+    greedy = predicted.logits.argmax(-1)
+    replaced = predicted.mask.clone()
+    replaced[:, :1] = False
+    assert replaced.any() and torch.equal(out[replaced], greedy[replaced])
+    assert torch.equal(out[~replaced], codes[~replaced])
+    assert torch.equal(out[:, 0], codes[:, 0])
+    assert (out[replaced] != codes[replaced]).float().mean() > 0.5  # random codes: the LM disagrees
+
+
+def test_lm_resampler_acts_on_a_share_of_items_and_positions(tiny_lm):
+    from audiocraft.solvers.compression import LMResampler
+
+    codes = _random_codes(tiny_lm, batch=64)
+    out = LMResampler(tiny_lm, p=0.5, rate=0.5).resample(codes, torch.Generator().manual_seed(0))
+    changed_items = (out != codes).flatten(1).any(-1)
+    assert 16 < int(changed_items.sum()) < 48  # about half of the 64 items
+    changed = (out != codes)[changed_items].float().mean()
+    assert 0.25 < changed < 0.55  # about half of the positions, minus samples equal to the real code
+    again = LMResampler(tiny_lm, p=0.5, rate=0.5).resample(codes, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)  # the solver's generator makes it reproducible
+
+
+@pytest.mark.parametrize("kwargs, message", [({"p": 0.0}, "must lie in"), ({"p": 1.0, "rate": 1.5}, "must lie in"),
+                                             ({"p": 1.0, "first_codebook": 4}, "0 to 3"),
+                                             ({"p": 1.0, "top_k": 0}, "top_k")])
+def test_lm_resampler_bad_options_are_actionable_errors(tiny_lm, kwargs, message):
+    from audiocraft.solvers.compression import LMResampler
+    with pytest.raises(ValueError, match=message):
+        LMResampler(tiny_lm, **kwargs)
+
+
+def test_decoder_trains_on_lm_resampled_codes(manifest, tmp_path, tiny_model_dir):
+    """+lm_resample: the decoder trains on the LM's codes, the encoder and quantizer stay frozen; the option
+    is refused without the freeze and with an LM of other codebooks."""
+    codec = ["rvq.bins=64"]  # the tiny LM's 4 codebooks of 64 codes
+    _run(compose_config(debug_overrides(manifest, epochs=1, updates=2) + codec), tmp_path / "first")
+    resample = [f"+lm_resample.lm={tiny_model_dir}", "+lm_resample.p=1.0", "+lm_resample.first_codebook=1"]
+    follow = compose_config(debug_overrides(manifest, epochs=1, updates=2) + codec + resample
+                            + [f"continue_from={tmp_path / 'first'}", "+freeze=[encoder,quantizer]",
+                               "optim.ema.use=false", "optim.lr=3e-3"])
+    seed_all(0)
+    solver = get_solver(follow, folder=tmp_path / "second")
+    solver.restore()
+    assert solver.lm_resampler is not None and solver.lm_resampler.first_codebook == 1
+    calls = []
+    original = solver.lm_resampler.resample
+    solver.lm_resampler.resample = lambda codes, generator=None: calls.append(codes.shape) or original(codes, generator)
+    before = {key: value.clone() for key, value in solver.model.state_dict().items()}
+    solver.run()
+    assert len(calls) == 2  # one per training update, none in valid / evaluate
+    after = solver.model.state_dict()
+    assert all(torch.equal(after[key], before[key]) for key in after if key.startswith(("encoder.", "quantizer.")))
+    assert any(not torch.equal(after[key], before[key]) for key in after if key.startswith("decoder."))
+
+    unfrozen = compose_config(debug_overrides(manifest, epochs=1, updates=1) + codec + resample)
+    with pytest.raises(ValueError, match=r"\+freeze=\[encoder,quantizer\]"):
+        get_solver(unfrozen, folder=tmp_path / "third").build()
+    other_codec = compose_config(debug_overrides(manifest, epochs=1, updates=1) + resample
+                                 + ["+freeze=[encoder,quantizer]"])  # 32 codes per codebook
+    with pytest.raises(ValueError, match="use an LM trained on this codec"):
+        get_solver(other_codec, folder=tmp_path / "fourth").build()
+    typo = compose_config(debug_overrides(manifest, epochs=1, updates=1) + codec + resample
+                          + ["+freeze=[encoder,quantizer]", "+lm_resample.prob=0.5"])
+    with pytest.raises(ValueError, match="unknown option"):
+        get_solver(typo, folder=tmp_path / "fifth").build()
