@@ -13,7 +13,10 @@ For ``--num-samples`` clips of the test split of a dataset made by
   of their caption's clip (sidecar ``instrument_family``); the *shuffled* rate scores the same
   clips against the family of another clip's caption (a fixed derangement of the captions), i.e.
   the agreement expected by chance. The same is reported for the style head, plus the KL divergence between the
-  classifier's family distributions of each generated clip and its original;
+  classifier's family distributions of each generated clip and its original. Per family, it also
+  counts how many prompts asked for it and how many of their clips were heard as it, what the
+  generated clips were heard as, and the mean of the per-family rates (*balanced*): a decoder that
+  renders everything as the most common family scores well on the plain rate, not on this one;
 - FAD on the classifier's embeddings (:class:`~audiocraft.metrics.classifier.TaggerEmbedder`) of
   generated audio vs held-out audio, and of codec reconstructions vs held-out audio; for scale,
   also between the two halves of the held-out clips (real vs real music with half as many clips).
@@ -187,6 +190,22 @@ def accuracy(probabilities: torch.Tensor, labels: list[str], wanted: list[str | 
     return float((predicted == target).float().mean())
 
 
+def per_label(probabilities: torch.Tensor, labels: list[str], wanted: list[str | None]) -> dict:
+    """Per wanted label, ``[hits, count]`` (rows asking for it / heard as it), what all rows were heard as,
+    and ``balanced``: the mean of the per-label rates (None when no row has a known wanted label)."""
+    heard = [labels[int(i)] for i in probabilities.argmax(dim=-1)]
+    by_label: dict[str, list[int]] = {}
+    for got, want in zip(heard, wanted):
+        if want in labels:
+            counts = by_label.setdefault(want, [0, 0])
+            counts[0] += int(got == want)
+            counts[1] += 1
+    rates = [hits / count for hits, count in by_label.values()]
+    return {"by_label": dict(sorted(by_label.items())),
+            "heard": {label: heard.count(label) for label in labels if label in heard},
+            "balanced": sum(rates) / len(rates) if rates else None}
+
+
 def adherence(classifier: TaggerClassifier, probabilities: torch.Tensor, wanted: list[str | None],
               order: list[int]) -> dict[str, float | int | None]:
     """Adherence of generated clips to their prompts' labels, and to shuffled prompts' labels.
@@ -323,6 +342,9 @@ def evaluate_codec(compression_model, originals: torch.Tensor, data_rate: int, t
     scores["classifier_accuracy"] = {
         "original": {head: accuracy(original_probs[head], tagger.heads[head], wanted[head]) for head in wanted},
         "reconstructed": {head: accuracy(recon_probs[head], tagger.heads[head], wanted[head]) for head in wanted}}
+    if FAMILY in wanted:
+        scores["family_by_label"] = {kind: per_label(probs[FAMILY], tagger.heads[FAMILY], wanted[FAMILY])
+                                     for kind, probs in (("original", original_probs), ("reconstructed", recon_probs))}
     return scores, original_embedding, original_probs, recon_embedding
 
 
@@ -388,6 +410,7 @@ def evaluate_model(model, clips: list[HeldOutClip], tagger: MusicTagger, duratio
         lm[f"{name}_adherence"] = scores["rate"]
         lm[f"{name}_adherence_shuffled"] = scores["shuffled_rate"]
         lm[f"{name}_adherence_evaluated"] = scores["evaluated"]
+    lm["instrument_by_family"] = per_label(generated_probs[FAMILY], tagger.heads[FAMILY], wanted[FAMILY] * rounds)
     if rounds > 1:
         n = len(clips)
         lm["instrument_adherence_rounds"] = [
@@ -430,7 +453,10 @@ def format_table(results: dict) -> str:
             ("codec mel distance", show(codec["mel_distance"])),
             ("family accuracy, originals", show(codec["classifier_accuracy"]["original"][FAMILY])),
             ("family accuracy, codec reconstructions", show(codec["classifier_accuracy"]["reconstructed"][FAMILY])),
+            ("family accuracy, reconstructions, mean over families",
+             show(codec.get("family_by_label", {}).get("reconstructed", {}).get("balanced"))),
             ("instrument adherence (LM)", show(lm["instrument_adherence"])),
+            ("instrument adherence, mean over families", show(lm.get("instrument_by_family", {}).get("balanced"))),
             ("instrument adherence, shuffled prompts", show(lm["instrument_adherence_shuffled"])),
             ("style adherence (LM)", show(lm["style_adherence"])),
             ("style adherence, shuffled prompts", show(lm["style_adherence_shuffled"])),
@@ -439,9 +465,16 @@ def format_table(results: dict) -> str:
             ("FAD codec reconstructions vs held-out", show(distances["reconstructed_vs_heldout"])),
             ("FAD held-out half vs half (floor)", show(distances["heldout_half_vs_half"]))]
     if lm.get("instrument_adherence_rounds"):
-        rows.insert(6, ("instrument adherence, each round", " ".join(show(v) for v in lm["instrument_adherence_rounds"])))
+        rows.insert(8, ("instrument adherence, each round", " ".join(show(v) for v in lm["instrument_adherence_rounds"])))
     width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value:>8}" for name, value in rows)
+    table = "\n".join(f"{name:<{width}}  {value:>8}" for name, value in rows)
+    families = lm.get("instrument_by_family")
+    if families:
+        asked = ", ".join(f"{label} {hits}/{count}" for label, (hits, count) in families["by_label"].items())
+        heard = ", ".join(f"{label} {count}" for label, count in
+                          sorted(families["heard"].items(), key=lambda item: -item[1]))
+        table += f"\ngenerations heard as asked, per family: {asked}\ngenerations heard as: {heard}"
+    return table
 
 
 def format_codec_table(codec: dict) -> str:
@@ -450,6 +483,9 @@ def format_codec_table(codec: dict) -> str:
                      for kind in ("original", "reconstructed")
                      for head, value in codec["classifier_accuracy"][kind].items()]
     rows = [("codec SI-SNR (dB)", codec["si_snr_db"]), ("codec mel distance", codec["mel_distance"]), *accuracy_rows]
+    if "family_by_label" in codec:
+        rows.append(("instrument_family accuracy, reconstructed, mean over families",
+                     codec["family_by_label"]["reconstructed"]["balanced"]))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {'n/a' if value is None else f'{value:.3f}':>8}" for name, value in rows)
 

@@ -219,6 +219,15 @@ def test_adherence_and_shuffled_rate(eval_script):
     assert metric.compute() == result["rate"]
     assert eval_script.accuracy(scores, classifier.labels, wanted) == pytest.approx(3 / 4)
     assert eval_script.derangement(1) == [0]
+    # Per family: keyboard asked twice (heard once), strings and woodwind once each (heard).
+    families = eval_script.per_label(scores, classifier.labels, wanted)
+    assert families["by_label"] == {"keyboard": [1, 2], "strings": [1, 1], "woodwind": [1, 1]}
+    assert families["heard"] == {"keyboard": 1, "strings": 2, "woodwind": 1, "brass": 1}
+    assert families["balanced"] == pytest.approx((0.5 + 1 + 1) / 3)
+    # Everything heard as the most common family: a good plain rate, a poor balanced one.
+    biased = eval_script.per_label(torch.eye(4)[[2] * 5], classifier.labels, ["woodwind"] * 3 + ["brass", "strings"])
+    assert biased["balanced"] == pytest.approx(1 / 3) and biased["heard"] == {"woodwind": 5}
+    assert eval_script.per_label(scores, classifier.labels, [None] * 5)["balanced"] is None
 
 
 class FakeMusicGen:
@@ -272,7 +281,12 @@ def check_results(eval_script, results, out):
     example = results["examples"][0]
     assert (out / example["audio"]).is_file() and (out / example["spectrogram"]).is_file()
     json.dumps(results)  # serialisable
-    assert "instrument adherence" in eval_script.format_table(results)
+    families = results["lm"]["instrument_by_family"]
+    assert sum(count for _, count in families["by_label"].values()) == results["lm"]["instrument_adherence_evaluated"]
+    assert sum(families["heard"].values()) == results["settings"]["num_clips"] * results["lm"].get("rounds", 1)
+    assert set(results["codec"]["family_by_label"]) == {"original", "reconstructed"}
+    table = eval_script.format_table(results)
+    assert "instrument adherence" in table and "mean over families" in table and "heard as:" in table
 
 
 def test_evaluate_model_with_the_tiny_codec(eval_script, tagger, tiny_model_dir, heldout_root, tmp_path):
@@ -328,6 +342,7 @@ def test_codec_only_mode(eval_script, tiny_model_dir, heldout_root, tmp_path, ca
     assert json.loads((out / "codec_eval.json").read_text())["codec"] == codec
     printed = capsys.readouterr().out
     assert "codec SI-SNR (dB)" in printed and "instrument_family accuracy, reconstructed" in printed
+    assert "reconstructed, mean over families" in printed
     assert not (out / "eval.json").exists()
 
 
