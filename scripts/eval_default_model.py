@@ -465,7 +465,8 @@ def format_table(results: dict) -> str:
             ("FAD codec reconstructions vs held-out", show(distances["reconstructed_vs_heldout"])),
             ("FAD held-out half vs half (floor)", show(distances["heldout_half_vs_half"]))]
     if lm.get("instrument_adherence_rounds"):
-        rows.insert(8, ("instrument adherence, each round", " ".join(show(v) for v in lm["instrument_adherence_rounds"])))
+        each_round = " ".join(show(v) for v in lm["instrument_adherence_rounds"])
+        rows.insert(8, ("instrument adherence, each round", each_round))
     width = max(len(name) for name, _ in rows)
     table = "\n".join(f"{name:<{width}}  {value:>8}" for name, value in rows)
     families = lm.get("instrument_by_family")
