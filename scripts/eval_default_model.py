@@ -191,8 +191,9 @@ def accuracy(probabilities: torch.Tensor, labels: list[str], wanted: list[str | 
 
 
 def per_label(probabilities: torch.Tensor, labels: list[str], wanted: list[str | None]) -> dict:
-    """Per wanted label, ``[hits, count]`` (rows asking for it / heard as it), what all rows were heard as,
-    and ``balanced``: the mean of the per-label rates (None when no row has a known wanted label)."""
+    """Per wanted label, ``[hits, count]``: ``count`` rows asked for it, ``hits`` of them were heard as it.
+    Also what all rows were heard as, and ``balanced``: the mean of the per-label rates (None when no row
+    has a known wanted label)."""
     heard = [labels[int(i)] for i in probabilities.argmax(dim=-1)]
     by_label: dict[str, list[int]] = {}
     for got, want in zip(heard, wanted):
@@ -466,7 +467,8 @@ def format_table(results: dict) -> str:
             ("FAD held-out half vs half (floor)", show(distances["heldout_half_vs_half"]))]
     if lm.get("instrument_adherence_rounds"):
         each_round = " ".join(show(v) for v in lm["instrument_adherence_rounds"])
-        rows.insert(8, ("instrument adherence, each round", each_round))
+        after = [name for name, _ in rows].index("instrument adherence, shuffled prompts")
+        rows.insert(after + 1, ("instrument adherence, each round", each_round))
     width = max(len(name) for name, _ in rows)
     table = "\n".join(f"{name:<{width}}  {value:>8}" for name, value in rows)
     families = lm.get("instrument_by_family")
@@ -485,7 +487,7 @@ def format_codec_table(codec: dict) -> str:
                      for head, value in codec["classifier_accuracy"][kind].items()]
     rows = [("codec SI-SNR (dB)", codec["si_snr_db"]), ("codec mel distance", codec["mel_distance"]), *accuracy_rows]
     if "family_by_label" in codec:
-        rows.append(("instrument_family accuracy, reconstructed, mean over families",
+        rows.append((f"{FAMILY} accuracy, reconstructed, mean over families",
                      codec["family_by_label"]["reconstructed"]["balanced"]))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {'n/a' if value is None else f'{value:.3f}':>8}" for name, value in rows)

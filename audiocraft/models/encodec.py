@@ -291,17 +291,29 @@ class EncodecModel(CompressionModel):
         """Undo :meth:`preprocess` on a waveform ``[B, C, T]``."""
         return x if scale is None else x * scale.view(-1, 1, 1)
 
-    def forward(self, x: torch.Tensor) -> QuantizedResult:
+    def forward(self, x: torch.Tensor,
+                transform_codes: Callable[[torch.Tensor], torch.Tensor] | None = None) -> QuantizedResult:
         """Encode, quantize and decode ``x`` ``[B, C, T]``.
 
         Returns the quantizer's :class:`QuantizedResult` with ``x`` replaced by the reconstruction
         ``[B, C, T]`` (cut to the input length); ``penalty`` is the commitment loss.
+        ``transform_codes`` (codes ``[B, K, T']`` -> codes of the same shape), if given, changes the
+        codes before they are decoded; ``codes`` is then the transformed codes, and no gradient
+        flows from the decoder back to the encoder.
         """
         self._check_waveform(x, "forward")
         length = x.shape[-1]
         x, scale = self.preprocess(x)
         result = self.quantizer(self.encoder(x), self.frame_rate)
-        out = self.decoder(result.x)
+        latent = result.x
+        if transform_codes is not None:
+            codes = transform_codes(result.codes)
+            if codes.shape != result.codes.shape:
+                raise ValueError(f"transform_codes changed the codes' shape {tuple(result.codes.shape)} "
+                                 f"to {tuple(codes.shape)}; it must keep it.")
+            result.codes = codes
+            latent = self.decode_latent(codes)
+        out = self.decoder(latent)
         if out.shape[-1] < length:
             raise RuntimeError(f"decoder output ({out.shape[-1]} samples) is shorter than the input ({length}); "
                                "the encoder and decoder strides do not match.")

@@ -32,6 +32,8 @@ from torch import nn
 from ..models import builders as model_builders
 from ..models.encodec import CompressionModel, EncodecModel
 from ..models.pretrained import resolve_pretrained_name
+from ..modules.conditioners import ConditioningAttributes
+from ..quantization.base import QuantizedResult
 from ..utils import checkpoint, distributed
 from . import builders
 from .base import StandardSolver, StepOutput
@@ -93,6 +95,8 @@ class CompressionSolver(StandardSolver):
         logger.info("Codebooks: %d; adversaries: %s; losses: %s; logged only: %s; frozen: %s",
                     self.model.total_codebooks, list(self.adv_losses), self.loss_weights, list(self.info_losses),
                     self.frozen or "nothing")
+        if self.lm_resampler is not None:
+            logger.info("Decoder also trained on LM-resampled codes: %s", self.lm_resampler.describe())
 
     # ------------------------------------------------------------------ one batch
     def run_step(self, batch: Any) -> StepOutput:
@@ -237,39 +241,52 @@ class LMResampler:
 
     For each training item, with probability ``p``: the encoder's codes ``[K, T]`` go through ``lm``
     teacher-forced and unconditioned (the null condition that classifier-free guidance also uses),
-    and every position the model's codebook pattern predicts, in codebooks ``first_codebook`` and
-    up, is replaced with probability ``rate`` by a sample of its prediction (``top_k``,
-    ``temperature``). Each sample depends on the real codes before it, so the result is what the LM
-    finds likely at each step, without the drift of free generation. The decoder is then trained to
-    render the original audio from these codes: an LM's mistakes must not be sharpened into another
-    timbre. The codes of the other items, and evaluation, are unchanged.
+    and every position in codebooks ``first_codebook`` (counted from 0) and up is replaced, with
+    probability ``rate``, by a sample of the LM's prediction there (``top_k``, ``temperature``). The
+    last frames of the delayed codebooks are predicted too, as at the end of a generation. All
+    positions are sampled in one pass, each given the *real* codes before it (the coarser codebooks
+    of its frame included): the result is what the LM finds likely at each step, without the drift
+    of free generation, but a sampled fine code may not refine the sampled coarse code it is decoded
+    with. The decoder is then trained to render the original audio from these codes. The codes of
+    the other items, and evaluation, are unchanged.
     """
+
+    OPTIONS = ("lm", "p", "first_codebook", "rate", "top_k", "temperature")
 
     def __init__(self, lm: nn.Module, p: float, first_codebook: int = 0, rate: float = 1.0,
                  top_k: int = 250, temperature: float = 1.0) -> None:
-        if not 0 < p <= 1 or not 0 < rate <= 1:
-            raise ValueError(f"lm_resample: p={p} and rate={rate} must lie in (0, 1].")
+        for name, value in (("p", p), ("rate", rate)):
+            if not 0 < value <= 1:
+                raise ValueError(f"lm_resample.{name}={value} must lie in (0, 1].")
         if not 0 <= first_codebook < lm.n_q:
             raise ValueError(f"lm_resample.first_codebook={first_codebook}: the LM has {lm.n_q} codebooks "
                              f"(0 to {lm.n_q - 1}).")
         if top_k < 1 or temperature <= 0:
             raise ValueError(f"lm_resample: top_k={top_k} must be >= 1 and temperature={temperature} > 0.")
+        if lm.condition_provider.wav_conditions:
+            raise ValueError(f"lm_resample.lm has waveform conditions {lm.condition_provider.wav_conditions} "
+                             "(a melody model): use a text-only LM over the same codec.")
         self.lm = lm.eval().requires_grad_(False)
         self.p, self.first_codebook, self.rate = float(p), int(first_codebook), float(rate)
         self.top_k, self.temperature = int(top_k), float(temperature)
         self._null: dict[int, Any] = {}  # null condition tensors by batch size
+        self._null_conditions(1)  # a text encoder that cannot load fails now, not at the first step
 
     @classmethod
     def from_config(cls, cfg: Any, frozen: list[str], codec: CompressionModel,
-                    device: torch.device) -> "LMResampler | None":
-        """The resampler of the ``lm_resample`` option group, or None when it is off (no ``lm`` or ``p=0``)."""
+                    device: torch.device) -> LMResampler | None:
+        """The resampler of the ``lm_resample`` option group, or None when the group is absent or ``p=0``."""
         options = dict(cfg or {})
-        unknown = set(options) - {"lm", "p", "first_codebook", "rate", "top_k", "temperature"}
+        unknown = set(options) - set(cls.OPTIONS)
         if unknown:
-            raise ValueError(f"lm_resample: unknown option(s) {sorted(unknown)}; use lm, p, first_codebook, "
-                             "rate, top_k, temperature.")
-        if not options.get("lm") or not float(options.get("p", 0.0)):
+            raise ValueError(f"lm_resample: unknown option(s) {sorted(unknown)}; use {', '.join(cls.OPTIONS)}.")
+        if not options:
             return None
+        if not options.get("lm") or "p" not in options:
+            raise ValueError(f"lm_resample needs both `lm` (the LM to sample from) and `p` (the share of items), "
+                             f"got {sorted(options)}; e.g. +lm_resample.lm=//pretrained/default +lm_resample.p=0.5.")
+        if float(options["p"]) == 0:
+            return None  # switched off
         if not {"encoder", "quantizer"} <= set(frozen):
             raise ValueError("lm_resample trains the decoder on an LM's codes, which stay valid only if the codes "
                              "do not change: add +freeze=[encoder,quantizer].")
@@ -277,24 +294,29 @@ class LMResampler:
         if (lm.n_q, lm.card) != (codec.num_codebooks, codec.cardinality):
             raise ValueError(f"lm_resample.lm models {lm.n_q} codebooks of {lm.card} codes, the codec makes "
                              f"{codec.num_codebooks} of {codec.cardinality}: use an LM trained on this codec's codes.")
-        return cls(lm, **{key: value for key, value in options.items()})
+        return cls(lm, **options)
+
+    def describe(self) -> str:
+        return (f"p={self.p}, first_codebook={self.first_codebook}, rate={self.rate}, top_k={self.top_k}, "
+                f"temperature={self.temperature}")
+
+    def _null_conditions(self, n: int) -> Any:
+        if n not in self._null:
+            provider = self.lm.condition_provider
+            null = [ConditioningAttributes(text={name: None for name in provider.text_conditions}) for _ in range(n)]
+            self._null[n] = provider(provider.tokenize(null))
+        return self._null[n]
 
     @torch.no_grad()
     def resample(self, codes: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Codes ``[B, K, T]`` -> codes of the same shape, resampled as the class docstring says."""
-        from ..modules.conditioners import ConditioningAttributes
-
-        items = torch.rand(codes.shape[0], generator=generator) < self.p
+        items = (torch.rand(codes.shape[0], generator=generator) < self.p).to(codes.device)
         if not items.any():
             return codes
-        chosen = codes[items.to(codes.device)]
-        n = chosen.shape[0]
-        if n not in self._null:
-            null = [ConditioningAttributes(text={name: None for name in self.lm.condition_provider.text_conditions})
-                    for _ in range(n)]
-            provider = self.lm.condition_provider
-            self._null[n] = provider(provider.tokenize(null))
-        out = self.lm.compute_predictions(chosen, [], condition_tensors=self._null[n])
+        chosen = codes[items]
+        out = self.lm.compute_predictions(chosen, [], condition_tensors=self._null_conditions(chosen.shape[0]),
+                                          keep_only_valid_steps=False)
+        # Positions the pattern does not predict are NaN; they are never replaced (``out.mask``).
         logits = torch.nan_to_num(out.logits.float() / self.temperature, nan=0.0)  # [n, K, T, V]
         if self.top_k < logits.shape[-1]:
             kth = logits.topk(self.top_k, dim=-1).values[..., -1:]
@@ -304,20 +326,17 @@ class LMResampler:
         replace = out.mask & (torch.rand(chosen.shape, generator=generator) < self.rate).to(codes.device)
         replace[:, :self.first_codebook] = False
         codes = codes.clone()
-        codes[items.to(codes.device)] = torch.where(replace, sampled, chosen)
+        codes[items] = torch.where(replace, sampled, chosen)
         return codes
 
-    def reconstruct(self, model: "EncodecModel", x: torch.Tensor, generator: torch.Generator | None = None):
-        """Like ``model(x)`` (a :class:`QuantizedResult` with the reconstruction in ``x``), decoding resampled
-        codes; the encoder and quantizer run without gradients (they are frozen)."""
-        length = x.shape[-1]
-        with torch.no_grad():
-            x_in, scale = model.preprocess(x)
-            result = model.quantizer(model.encoder(x_in), model.frame_rate)
-            latent = model.decode_latent(self.resample(result.codes, generator))
-        result.x = model.postprocess(model.decoder(latent)[..., :length], scale)
-        result.penalty = None
-        return result
+    def reconstruct(self, model: EncodecModel, x: torch.Tensor,
+                    generator: torch.Generator | None = None) -> QuantizedResult:
+        """``model(x)`` with the codes resampled before decoding (:meth:`EncodecModel.forward`'s
+        ``transform_codes``); the encoder and quantizer must be frozen and in eval mode."""
+        if model.encoder.training or model.quantizer.training:
+            raise ValueError("LMResampler.reconstruct: the encoder and quantizer must be in eval mode (frozen); "
+                             "in training mode the quantizer would update its codebooks.")
+        return model(x, transform_codes=lambda codes: self.resample(codes, generator))
 
 
 def _load_lm(name: str, device: torch.device) -> nn.Module:

@@ -196,8 +196,9 @@ def _random_codes(lm, batch: int = 3, frames: int = 12) -> torch.Tensor:
 
 
 def test_lm_resampler_with_top_k_1_takes_the_lm_prediction_of_each_position(tiny_lm):
-    """Greedy resampling gives exactly the argmax of the teacher-forced, unconditioned predictions, from
-    `first_codebook` on; earlier codebooks and positions the pattern does not predict keep their codes."""
+    """Greedy resampling gives exactly the argmax of the teacher-forced, unconditioned predictions at every
+    position from `first_codebook` on (the last frames of delayed codebooks included); earlier codebooks
+    keep their codes."""
     from audiocraft.modules.conditioners import ConditioningAttributes
     from audiocraft.solvers.compression import LMResampler
 
@@ -206,14 +207,11 @@ def test_lm_resampler_with_top_k_1_takes_the_lm_prediction_of_each_position(tiny
     out = resampler.resample(codes, torch.Generator().manual_seed(0))
     null = [ConditioningAttributes(text={"description": None}) for _ in range(codes.shape[0])]
     with torch.no_grad():
-        predicted = tiny_lm.compute_predictions(codes, null)
-    greedy = predicted.logits.argmax(-1)
-    replaced = predicted.mask.clone()
-    replaced[:, :1] = False
-    assert replaced.any() and torch.equal(out[replaced], greedy[replaced])
-    assert torch.equal(out[~replaced], codes[~replaced])
+        predicted = tiny_lm.compute_predictions(codes, null, keep_only_valid_steps=False)
+    assert predicted.mask.all()
+    assert torch.equal(out[:, 1:], predicted.logits.argmax(-1)[:, 1:])
     assert torch.equal(out[:, 0], codes[:, 0])
-    assert (out[replaced] != codes[replaced]).float().mean() > 0.5  # random codes: the LM disagrees
+    assert (out[:, 1:] != codes[:, 1:]).float().mean() > 0.5  # random codes: the LM disagrees
 
 
 def test_lm_resampler_acts_on_a_share_of_items_and_positions(tiny_lm):
@@ -229,13 +227,42 @@ def test_lm_resampler_acts_on_a_share_of_items_and_positions(tiny_lm):
     assert torch.equal(out, again)  # the solver's generator makes it reproducible
 
 
-@pytest.mark.parametrize("kwargs, message", [({"p": 0.0}, "must lie in"), ({"p": 1.0, "rate": 1.5}, "must lie in"),
+@pytest.mark.parametrize("kwargs, message", [({"p": 0.0}, r"p=0.0 must lie in"),
+                                             ({"p": 1.0, "rate": 1.5}, r"rate=1.5 must lie in"),
                                              ({"p": 1.0, "first_codebook": 4}, "0 to 3"),
-                                             ({"p": 1.0, "top_k": 0}, "top_k")])
+                                             ({"p": 1.0, "top_k": 0}, "top_k"),
+                                             ({"p": 1.0, "temperature": 0.0}, "temperature")])
 def test_lm_resampler_bad_options_are_actionable_errors(tiny_lm, kwargs, message):
     from audiocraft.solvers.compression import LMResampler
     with pytest.raises(ValueError, match=message):
         LMResampler(tiny_lm, **kwargs)
+
+
+def test_reconstruct_decodes_the_resampled_codes(tiny_lm, tiny_model_dir):
+    """reconstruct is the codec's forward with the codes replaced before decoding: the same output when the
+    codes are kept, the decoding of the new codes otherwise; it refuses a quantizer in training mode."""
+    from audiocraft.models.loaders import load_compression_model
+    from audiocraft.solvers.compression import LMResampler
+
+    codec = load_compression_model(tiny_model_dir).eval()  # the tiny LM's codec
+    resampler = LMResampler(tiny_lm, p=1.0)
+    x = torch.randn(2, 1, 3200)
+    with torch.no_grad():
+        reference = codec(x)
+        resampler.resample = lambda codes, generator=None: codes
+        kept = resampler.reconstruct(codec, x)
+        assert torch.equal(kept.x, reference.x) and torch.equal(kept.codes, reference.codes)
+        other = torch.randint(0, tiny_lm.card, reference.codes.shape, generator=torch.Generator().manual_seed(2))
+        resampler.resample = lambda codes, generator=None: other
+        changed = resampler.reconstruct(codec, x)
+        assert torch.equal(changed.codes, other)
+        assert torch.allclose(changed.x, codec.decode(other)[..., :x.shape[-1]], atol=1e-6)
+        resampler.resample = lambda codes, generator=None: codes[:, :2]
+        with pytest.raises(ValueError, match="must keep it"):
+            resampler.reconstruct(codec, x)
+    codec.quantizer.train()
+    with pytest.raises(ValueError, match="eval mode"):
+        resampler.reconstruct(codec, x)
 
 
 def test_decoder_trains_on_lm_resampled_codes(manifest, tmp_path, tiny_model_dir):
@@ -272,3 +299,7 @@ def test_decoder_trains_on_lm_resampled_codes(manifest, tmp_path, tiny_model_dir
                           + ["+freeze=[encoder,quantizer]", "+lm_resample.prob=0.5"])
     with pytest.raises(ValueError, match="unknown option"):
         get_solver(typo, folder=tmp_path / "fifth").build()
+    half = compose_config(debug_overrides(manifest, epochs=1, updates=1) + codec
+                          + ["+freeze=[encoder,quantizer]", f"+lm_resample.lm={tiny_model_dir}"])
+    with pytest.raises(ValueError, match="needs both `lm`"):
+        get_solver(half, folder=tmp_path / "sixth").build()
