@@ -33,6 +33,7 @@ from ..models import builders as model_builders
 from ..models.encodec import CompressionModel, EncodecModel
 from ..models.pretrained import resolve_pretrained_name
 from ..modules.conditioners import ConditioningAttributes
+from ..modules.sampling import sample_token
 from ..quantization.base import QuantizedResult
 from ..utils import checkpoint, distributed
 from . import builders
@@ -317,12 +318,9 @@ class LMResampler:
         out = self.lm.compute_predictions(chosen, [], condition_tensors=self._null_conditions(chosen.shape[0]),
                                           keep_only_valid_steps=False)
         # Positions the pattern does not predict are NaN; they are never replaced (``out.mask``).
-        logits = torch.nan_to_num(out.logits.float() / self.temperature, nan=0.0)  # [n, K, T, V]
-        if self.top_k < logits.shape[-1]:
-            kth = logits.topk(self.top_k, dim=-1).values[..., -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = logits.softmax(-1).flatten(0, -2)
-        sampled = torch.multinomial(probs.cpu(), 1, generator=generator).view(chosen.shape).to(codes.device)
+        logits = torch.nan_to_num(out.logits.float(), nan=0.0).cpu()  # [n, K, T, V]; the generator is on CPU
+        sampled = sample_token(logits, use_sampling=True, temp=self.temperature, top_k=self.top_k, top_p=0.0,
+                               generator=generator)[..., 0].to(codes.device)
         replace = out.mask & (torch.rand(chosen.shape, generator=generator) < self.rate).to(codes.device)
         replace[:, :self.first_codebook] = False
         codes = codes.clone()
