@@ -84,22 +84,36 @@ class TokenCache:
         signature: JSON-able description of what the codes depend on (codec, sample rate, frame
             rate, number of codebooks, segment duration, data...). A folder written with another
             signature is refused, so a stale cache is never read by mistake.
+        codebook_prefix: the codes of ``signature['num_codebooks']`` codebooks are the first ones of
+            a residual quantizer with more (the codec's ``set_num_codebooks``). A cache written with
+            more codebooks, and otherwise the same signature, is then read, keeping the first ones;
+            it cannot be written to (:attr:`read_only`).
     Raises:
         ValueError: the folder holds a cache written with another signature or format version.
     """
 
-    def __init__(self, path: str | os.PathLike, signature: Mapping[str, Any]) -> None:
+    def __init__(self, path: str | os.PathLike, signature: Mapping[str, Any], codebook_prefix: bool = False) -> None:
         self.path = Path(path).expanduser()
         self.signature = {"version": CACHE_VERSION, **json.loads(json.dumps(dict(signature)))}
+        self.num_codebooks: int | None = None  # codebooks kept when reading; None: all of them
         info = self.path / _INFO_FILE
         if info.is_file():
             stored = json.loads(info.read_text(encoding="utf-8"))
             different = {key: (stored.get(key), value) for key, value in self.signature.items()
                          if stored.get(key) != value}
+            wanted, written = self.signature.get("num_codebooks"), stored.get("num_codebooks")
+            if (codebook_prefix and set(different) == {"num_codebooks"} and isinstance(wanted, int)
+                    and isinstance(written, int) and 0 < wanted < written):
+                self.num_codebooks, different = wanted, {}
             if different:
                 details = "; ".join(f"{key}: cache {a!r} vs this run {b!r}" for key, (a, b) in different.items())
                 raise ValueError(f"The token cache {str(self.path)!r} (config `cache.path`) was written for other "
                                  f"settings ({details}). Use another cache.path, or delete that folder to rebuild it.")
+
+    @property
+    def read_only(self) -> bool:
+        """The cache holds more codebooks than this run uses: it is read, never written."""
+        return self.num_codebooks is not None
 
     # ------------------------------------------------------------------ epochs
     def epoch_folder(self, epoch: int) -> Path:
@@ -144,6 +158,10 @@ class TokenCache:
         if not isinstance(codes, torch.Tensor) or codes.dim() != 3 or codes.is_floating_point():
             got = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
             raise ValueError(f"TokenCache.write_batch: `codes` must be an integer tensor [B, K, T], got {got}.")
+        if self.read_only:
+            raise ValueError(f"The token cache {str(self.path)!r} holds more codebooks than this run's "
+                             f"{self.num_codebooks}: it can be read, not written. Lower cache.num_epochs to its "
+                             f"complete epochs {self.complete_epochs()}, or use another cache.path.")
         batch = codes.shape[0]
         if len(attributes) != batch or len(n_frames) != batch:
             raise ValueError(f"TokenCache.write_batch: {batch} segments but {len(attributes)} attributes and "
@@ -241,7 +259,10 @@ class TokenCacheDataset(torch.utils.data.Dataset):
             raise RuntimeError(f"Token cache epoch {self.epoch}: segment {position} is missing (file "
                                f"{self._files[index].name} holds {package['codes'].shape[0]}); delete the epoch "
                                "folder to rewrite it.")
-        return package["codes"][offset], package["text"][offset], package["n_frames"][offset], package["sample_rate"]
+        codes = package["codes"][offset]
+        if self.cache.num_codebooks is not None:
+            codes = codes[:self.cache.num_codebooks]
+        return codes, package["text"][offset], package["n_frames"][offset], package["sample_rate"]
 
     def __getitem__(self, update: int) -> TokenBatch:
         if self.epoch is None:

@@ -196,7 +196,19 @@ class MusicGenSolver(StandardSolver):
                      "frame_rate": float(codec.frame_rate), "num_codebooks": int(codec.num_codebooks),
                      "cardinality": int(codec.cardinality), "segment_duration": self.cfg.dataset.segment_duration,
                      "train": str(self.cfg.datasource.get("train"))}
-        self.token_cache = TokenCache(cache_cfg.path, signature)
+        # compression_model_n_q keeps the first codebooks of the codec's residual quantizer, so a cache
+        # written with all of them serves (mono only: stereo codes interleave the two channels').
+        prefix = self.cfg.get("compression_model_n_q") is not None and not self.cfg.interleave_stereo_codebooks.use
+        self.token_cache = TokenCache(cache_cfg.path, signature, codebook_prefix=prefix)
+        written = self.token_cache.complete_epochs()
+        if self.token_cache.read_only and not written:
+            raise ValueError(f"The token cache {str(self.token_cache.path)!r} holds more codebooks than this run's "
+                             f"{codec.num_codebooks} and no complete epoch to read; use another cache.path.")
+        if self.token_cache.read_only and cache_cfg.write and len(written) < int(cache_cfg.get("num_epochs", 1)):
+            raise ValueError(f"The token cache {str(self.token_cache.path)!r} holds more codebooks than this run's "
+                             f"{codec.num_codebooks}: it can be read, not written, and it has {len(written)} complete "
+                             f"epochs. Set cache.num_epochs={len(written)} (or cache.write=false), or use another "
+                             "cache.path.")
         train = self.dataloaders["train"]
         dataset = TokenCacheDataset(self.token_cache, int(train.batch_size), distributed.rank(),
                                     distributed.world_size())

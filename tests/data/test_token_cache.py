@@ -83,3 +83,23 @@ def test_bad_arguments(tmp_path):
     dataset = TokenCacheDataset(cache, batch_size=4)
     with pytest.raises(ValueError, match="fewer than one batch"):
         dataset.set_epoch(1)
+
+
+def test_an_lm_over_fewer_codebooks_reads_their_prefix_and_never_writes(tmp_path):
+    codes = _write_epoch(TokenCache(tmp_path / "cache", SIGNATURE), epoch=1)
+    fewer = {**SIGNATURE, "num_codebooks": 2}
+    with pytest.raises(ValueError, match="num_codebooks"):  # only for a residual quantizer's first codebooks
+        TokenCache(tmp_path / "cache", fewer)
+    with pytest.raises(ValueError, match="frame_rate"):  # any other difference is still refused
+        TokenCache(tmp_path / "cache", {**fewer, "frame_rate": 50.0}, codebook_prefix=True)
+    with pytest.raises(ValueError, match="num_codebooks"):  # more codebooks than written cannot be read
+        TokenCache(tmp_path / "cache", {**SIGNATURE, "num_codebooks": 8}, codebook_prefix=True)
+    cache = TokenCache(tmp_path / "cache", fewer, codebook_prefix=True)
+    assert cache.read_only and cache.num_codebooks == 2
+    dataset = TokenCacheDataset(cache, batch_size=4)
+    dataset.set_epoch(1)
+    assert torch.equal(torch.cat([dataset[u].codes for u in range(len(dataset))]), codes[:, :2])
+    with pytest.raises(ValueError, match="can be read, not written"):
+        cache.write_batch(2, 0, codes[:2, :2], [ConditioningAttributes()] * 2, [1, 1], 32000)
+    assert cache.complete_epochs() == [1]
+    assert not TokenCache(tmp_path / "cache", SIGNATURE, codebook_prefix=True).read_only  # same codebooks

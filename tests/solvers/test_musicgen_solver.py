@@ -158,6 +158,18 @@ def test_token_cache_is_written_once_then_replaces_the_codec(manifest, tmp_path)
     with pytest.raises(ValueError, match="segment_duration.*cache.path"):
         stale.build()
 
+    # An LM over the first 2 of the codec's 4 codebooks reads the 4-codebook cache, and never writes it.
+    fewer = _overrides(manifest, epochs=1, generate=False) + fast + cache + ["compression_model_n_q=2",
+                                                                            "transformer_lm.n_q=2"]
+    prefix = _solver(fewer, tmp_path / "prefix")
+    calls = _count_encodes(prefix)
+    prefix.run()
+    assert calls == {} and prefix.token_cache.num_codebooks == 2
+    assert {"ce_q1", "ce_q2"} <= set(prefix.history[0]["train"]) and "ce_q3" not in prefix.history[0]["train"]
+    writing = _solver(fewer + ["cache.write=true", "cache.num_epochs=2"], tmp_path / "prefix_writer")
+    with pytest.raises(ValueError, match="can be read, not written.*cache.num_epochs=1"):
+        writing.build()
+
 
 def _window_solver(manifest, folder, options: list[str]):
     """A built solver with the window options given, and codes [2, 4, 25] numbered 0.. / 100.. per segment."""
