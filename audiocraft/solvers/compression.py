@@ -9,7 +9,9 @@ penalty (weight 1, outside the balancer). Losses with weight 0 are only logged.
 With ``+freeze=[encoder,quantizer]`` the decoder can also learn from codes a language model would
 make: ``+lm_resample.lm=<LM>`` with ``+lm_resample.p=<share>`` replaces, in that share of the training
 items, the encoder's codes by a teacher-forced sample of the LM (see :class:`LMResampler`); the
-target stays the original audio.
+target stays the original audio. ``+active_codebooks=<N>`` trains and evaluates with the first N codebooks
+only, for an LM over those (``compression_model_n_q=N``); with the frozen encoder and quantizer, the decoder
+learns to render them.
 
 Valid reports the same losses; evaluate reports ``sisnr`` (AudioCraft's SI-SNR loss, i.e. minus the
 SI-SNR in dB: lower is better) and ``mel`` (mel-spectrogram L1 distance) on the evaluate split;
@@ -59,6 +61,13 @@ class CompressionSolver(StandardSolver):
         if cfg.evaluate.metrics.get("visqol"):
             raise ValueError("evaluate.metrics.visqol=true is not available in this implementation; set it to false.")
         self.model = model_builders.get_compression_model(cfg).to(self.device)
+        active = cfg.get("active_codebooks")
+        if active is not None:  # train the decoder for the codes of an LM with compression_model_n_q=<active>
+            total = self.model.total_codebooks
+            if isinstance(active, bool) or not isinstance(active, int) or not 1 <= active <= total:
+                raise ValueError(f"active_codebooks={active!r}: give a whole number of codebooks from 1 to the "
+                                 f"quantizer's {total}.")
+            self.model.set_num_codebooks(active)
         self.frozen = _frozen_parts(cfg.get("freeze"))
         self.lm_resampler = LMResampler.from_config(cfg.get("lm_resample"), self.frozen, self.model, self.device)
         for part in self.frozen:

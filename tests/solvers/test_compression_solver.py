@@ -175,6 +175,34 @@ def test_frozen_encoder_and_quantizer_keep_the_codes(manifest, tmp_path):
     assert optimized == {id(p) for p in solver.model.decoder.parameters()}
 
 
+def test_decoder_trains_for_the_first_codebooks_only(manifest, tmp_path):
+    """+active_codebooks=2 with the encoder and quantizer frozen: the model encodes and decodes with the first
+    2 codebooks (the prefix of its full codes), and only the decoder learns."""
+    cfg = compose_config(debug_overrides(manifest, epochs=1, updates=2))
+    _run(cfg, tmp_path / "first")
+    first = CompressionSolver.model_from_checkpoint(tmp_path / "first")  # its best state, all codebooks
+    follow = compose_config(debug_overrides(manifest, epochs=1, updates=2)
+                            + [f"continue_from={tmp_path / 'first'}", "+freeze=[encoder,quantizer]",
+                               "+active_codebooks=2", "optim.ema.use=false"])
+    seed_all(0)
+    solver = get_solver(follow, folder=tmp_path / "second")
+    solver.restore()
+    wav = torch.randn(2, 1, 8000)
+    with torch.no_grad():
+        full = first.encode(wav)[0]
+        assert full.shape[1] > 2
+        assert torch.equal(solver.model.eval().encode(wav)[0], full[:, :2])
+    solver.run()
+    train = solver.history[-1]["train"]
+    rate = first.frame_rate * 2 * torch.log2(torch.tensor(float(first.cardinality))).item() / 1000
+    assert train["bandwidth"] == pytest.approx(rate)  # kbit/s of 2 codebooks
+    with torch.no_grad():
+        assert torch.equal(solver.model.eval().encode(wav)[0], full[:, :2])
+    with pytest.raises(ValueError, match="active_codebooks=9.*from 1 to"):
+        get_solver(compose_config(debug_overrides(manifest, epochs=1, updates=1) + ["+active_codebooks=9"]),
+                   folder=tmp_path / "bad").build()
+
+
 @pytest.mark.parametrize("freeze, message", [(["encoder", "bottleneck"], "unknown part"),
                                              (["encoder", "quantizer", "decoder"], "nothing would be trained")])
 def test_bad_freeze_option_is_an_actionable_error(manifest, tmp_path, freeze, message):
