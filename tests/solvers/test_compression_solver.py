@@ -149,16 +149,22 @@ def test_missing_manifest_is_an_actionable_error(tmp_path):
         solver.build()
 
 
-def test_frozen_encoder_and_quantizer_keep_the_codes(manifest, tmp_path):
-    """freeze=[encoder,quantizer]: only the decoder trains, and the codes of any input stay the same."""
-    cfg = compose_config(debug_overrides(manifest, epochs=1, updates=2))
-    _run(cfg, tmp_path / "first")
-    follow = compose_config(debug_overrides(manifest, epochs=2, updates=3)
+def _decoder_only_solver(manifest, tmp_path, epochs: int, updates: int, options: list[str]) -> CompressionSolver:
+    """A short run in ``first``, then a restored solver continuing from it with the encoder and quantizer
+    frozen (and ``options``), not yet run."""
+    _run(compose_config(debug_overrides(manifest, epochs=1, updates=2)), tmp_path / "first")
+    follow = compose_config(debug_overrides(manifest, epochs=epochs, updates=updates)
                             + [f"continue_from={tmp_path / 'first'}", "+freeze=[encoder,quantizer]",
-                               "optim.ema.use=false", "optim.lr=3e-3"])
+                               "optim.ema.use=false", *options])
     seed_all(0)
     solver = get_solver(follow, folder=tmp_path / "second")
     solver.restore()
+    return solver
+
+
+def test_frozen_encoder_and_quantizer_keep_the_codes(manifest, tmp_path):
+    """freeze=[encoder,quantizer]: only the decoder trains, and the codes of any input stay the same."""
+    solver = _decoder_only_solver(manifest, tmp_path, epochs=2, updates=3, options=["optim.lr=3e-3"])
     before = {key: value.clone() for key, value in solver.model.state_dict().items()}
     wav = torch.randn(2, 1, 8000)
     with torch.no_grad():
@@ -178,15 +184,8 @@ def test_frozen_encoder_and_quantizer_keep_the_codes(manifest, tmp_path):
 def test_decoder_trains_for_the_first_codebooks_only(manifest, tmp_path):
     """+active_codebooks=2 with the encoder and quantizer frozen: the model encodes and decodes with the first
     2 codebooks (the prefix of its full codes), and only the decoder learns."""
-    cfg = compose_config(debug_overrides(manifest, epochs=1, updates=2))
-    _run(cfg, tmp_path / "first")
+    solver = _decoder_only_solver(manifest, tmp_path, epochs=1, updates=2, options=["+active_codebooks=2"])
     first = CompressionSolver.model_from_checkpoint(tmp_path / "first")  # its best state, all codebooks
-    follow = compose_config(debug_overrides(manifest, epochs=1, updates=2)
-                            + [f"continue_from={tmp_path / 'first'}", "+freeze=[encoder,quantizer]",
-                               "+active_codebooks=2", "optim.ema.use=false"])
-    seed_all(0)
-    solver = get_solver(follow, folder=tmp_path / "second")
-    solver.restore()
     wav = torch.randn(2, 1, 8000)
     with torch.no_grad():
         full = first.encode(wav)[0]
