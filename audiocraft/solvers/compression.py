@@ -13,6 +13,12 @@ target stays the original audio. ``+active_codebooks=<N>`` trains and evaluates 
 only, for an LM over those (``compression_model_n_q=N``); with the frozen encoder and quantizer, the decoder
 learns to render them.
 
+A trained codec can get a new quantizer (other codebook count or size): ``continue_from=<codec>
++reinit=[quantizer]`` takes the other parts from ``<codec>`` and starts the quantizer afresh, and
+``+quantizer_init_batches=<N>`` fits its codebooks by k-means on the latents of N training batches before
+the first update (without it, on the first batch alone, as AudioCraft does: too few vectors for large
+codebooks). With ``+freeze=[encoder,quantizer]`` as well, the codes are then fixed and the decoder learns them.
+
 Valid reports the same losses; evaluate reports ``sisnr`` (AudioCraft's SI-SNR loss, i.e. minus the
 SI-SNR in dB: lower is better) and ``mel`` (mel-spectrogram L1 distance) on the evaluate split;
 generate writes reconstructions and references to ``<xp folder>/samples/epoch_<N>/``.
@@ -69,6 +75,16 @@ class CompressionSolver(StandardSolver):
                                  f"quantizer's {total}.")
             self.model.set_num_codebooks(active)
         self.frozen = _frozen_parts(cfg.get("freeze"))
+        self.reinit = _model_parts(cfg.get("reinit"), "reinit")
+        if self.reinit and not cfg.continue_from:
+            raise ValueError(f"reinit={self.reinit} starts those parts afresh instead of taking them from "
+                             "continue_from, but continue_from is not set.")
+        self.quantizer_init_batches = cfg.get("quantizer_init_batches")
+        if self.quantizer_init_batches is not None and (isinstance(self.quantizer_init_batches, bool) or not
+                                                        isinstance(self.quantizer_init_batches, int) or
+                                                        self.quantizer_init_batches < 1):
+            raise ValueError(f"quantizer_init_batches={self.quantizer_init_batches!r}: give a number of training "
+                             "batches >= 1 whose latents the codebooks are fitted on.")
         self.lm_resampler = LMResampler.from_config(cfg.get("lm_resample"), self.frozen, self.model, self.device)
         for part in self.frozen:
             getattr(self.model, part).requires_grad_(False)
@@ -99,6 +115,57 @@ class CompressionSolver(StandardSolver):
 
     def build_dataloaders(self) -> None:
         self.dataloaders = builders.get_audio_datasets(self.cfg, dataset_type="audio")
+
+    def _continue_from_best_state(self, source: str) -> dict:
+        state = super()._continue_from_best_state(source)
+        fresh = self.model.state_dict()
+        model = {key: value for key, value in state["model"].items() if key.split(".")[0] not in self.reinit}
+        model.update({key: value for key, value in fresh.items() if key.split(".")[0] in self.reinit})
+        for part in _FREEZABLE:
+            ours = {key: tuple(value.shape) for key, value in fresh.items() if key.split(".")[0] == part}
+            theirs = {key: tuple(value.shape) for key, value in model.items() if key.split(".")[0] == part}
+            if ours != theirs:
+                raise ValueError(f"continue_from={source}: its {part} does not have this config's shapes (e.g. "
+                                 f"other rvq.n_q / rvq.bins / seanet options). Use the same options, or add "
+                                 f"+reinit=[{part}] to start the {part} afresh and take only the other parts.")
+        if self.reinit:
+            logger.info("continue_from=%s: %s start afresh (reinit)", source, self.reinit)
+        return {**state, "model": model}
+
+    def restore(self, load_best: bool = False, ignore_state_keys=()) -> bool:
+        loaded = super().restore(load_best, ignore_state_keys)
+        self._fit_codebooks()
+        return loaded
+
+    @torch.no_grad()
+    def _fit_codebooks(self) -> None:
+        """Fit codebooks that were never initialised by k-means on ``quantizer_init_batches`` batches of latents."""
+        quantizer = self.model.quantizer
+        layers = getattr(getattr(quantizer, "vq", None), "layers", [])
+        if all(bool(layer.inited.item()) for layer in layers):
+            return  # fitted already (resumed run, or a loaded codec), or no codebooks
+        if self.quantizer_init_batches is None:
+            if "quantizer" in self.frozen:
+                raise ValueError("The quantizer is frozen but its codebooks were never fitted: they would be fitted "
+                                 "on the first batch alone and never change. Add +quantizer_init_batches=<N> "
+                                 "(e.g. 200) to fit them on that many training batches first.")
+            return  # AudioCraft's behaviour: k-means on the first training batch
+        latents = []
+        self.current_stage = "train"  # for _batches' error message on an empty loader
+        for batch in self._batches(self.dataloaders["train"], self.quantizer_init_batches):
+            wav = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(self.device)
+            latents.append(self.model.encoder(self.model.preprocess(wav)[0]))
+        self.current_stage = None
+        frames = torch.cat([latent.transpose(0, 1).flatten(1) for latent in latents], dim=1)  # [D, N]
+        training = quantizer.training
+        quantizer.eval()  # each layer fits itself on the residual it sees, without EMA or dead-code steps
+        quantizer.vq(frames.unsqueeze(0), len(layers))
+        quantizer.train(training)
+        distributed.broadcast_module(quantizer)
+        if self.ema is not None:
+            self._init_ema()
+        logger.info("Fitted %d codebooks of %d entries on %d latent frames from %d training batches", len(layers),
+                    quantizer.codebook_size, frames.shape[1], len(latents))
 
     def show(self) -> None:
         super().show()
@@ -233,12 +300,18 @@ class CompressionSolver(StandardSolver):
 _FREEZABLE = ("encoder", "quantizer", "decoder")
 
 
-def _frozen_parts(freeze: Any) -> list[str]:
-    """The model parts named by the ``freeze`` option (a list, or one name), checked."""
-    parts = [freeze] if isinstance(freeze, str) else [str(part) for part in (freeze or [])]
+def _model_parts(value: Any, option: str) -> list[str]:
+    """The model parts named by option ``option`` (a list, or one name), checked."""
+    parts = [value] if isinstance(value, str) else [str(part) for part in (value or [])]
     unknown = [part for part in parts if part not in _FREEZABLE]
     if unknown:
-        raise ValueError(f"freeze={parts}: unknown part(s) {unknown}; choose among {list(_FREEZABLE)}.")
+        raise ValueError(f"{option}={parts}: unknown part(s) {unknown}; choose among {list(_FREEZABLE)}.")
+    return parts
+
+
+def _frozen_parts(freeze: Any) -> list[str]:
+    """The model parts named by the ``freeze`` option (a list, or one name), checked."""
+    parts = _model_parts(freeze, "freeze")
     if set(parts) == set(_FREEZABLE):
         raise ValueError("freeze lists every part of the model: nothing would be trained.")
     if "quantizer" in parts and "encoder" not in parts:

@@ -202,6 +202,58 @@ def test_decoder_trains_for_the_first_codebooks_only(manifest, tmp_path):
                    folder=tmp_path / "bad").build()
 
 
+def test_new_quantizer_on_a_trained_codec(manifest, tmp_path):
+    """+reinit=[quantizer] with other codebooks: encoder and decoder come from continue_from, the new codebooks
+    are fitted by k-means on quantizer_init_batches batches before the first update, then stay frozen."""
+    solver = _decoder_only_solver(manifest, tmp_path, epochs=1, updates=2,
+                                  options=["rvq.n_q=2", "rvq.bins=8", "+reinit=[quantizer]",
+                                           "+quantizer_init_batches=3"])
+    first = CompressionSolver.model_from_checkpoint(tmp_path / "first")
+    state = solver.model.state_dict()
+    for key, value in first.state_dict().items():
+        if key.startswith(("encoder.", "decoder.")):
+            assert torch.equal(state[key], value), key
+    layers = solver.model.quantizer.vq.layers
+    assert len(layers) == 2 and all(layer.inited.item() == 1 for layer in layers)
+    # fitted on the latents of 3 batches: every entry is the mean of a cluster of them, so quantizing those
+    # latents is closer than with entries drawn from them at random
+    frames = []
+    for batch in solver._batches(solver.dataloaders["train"], 3):
+        with torch.no_grad():
+            frames.append(solver.model.encoder(batch[0] if isinstance(batch, (tuple, list)) else batch))
+    latent = torch.cat(frames, dim=-1)
+    codebook = layers[0].codebook
+    assert torch.unique(codebook, dim=0).shape[0] == 8
+    flat = latent.transpose(1, 2).reshape(-1, latent.shape[1])
+    fitted_error = torch.cdist(flat, codebook).min(dim=1).values.pow(2).mean()
+    drawn_error = torch.cdist(flat, flat[torch.randperm(len(flat))[:8]]).min(dim=1).values.pow(2).mean()
+    assert fitted_error < drawn_error
+    wav = torch.randn(2, 1, 8000)
+    with torch.no_grad():
+        codes = solver.model.eval().encode(wav)[0]
+    assert codes.shape[1] == 2 and int(codes.max()) < 8
+    solver.run()
+    with torch.no_grad():
+        assert torch.equal(solver.model.eval().encode(wav)[0], codes)
+    assert torch.equal(CompressionSolver.model_from_checkpoint(tmp_path / "second").encode(wav)[0], codes)
+
+
+def test_new_quantizer_options_are_checked(manifest, tmp_path):
+    _run(compose_config(debug_overrides(manifest, epochs=1, updates=1)), tmp_path / "first")
+    base = debug_overrides(manifest, epochs=1, updates=1)
+    cases = [(["rvq.bins=8"], r"its quantizer does not have this config's shapes.*\+reinit=\[quantizer\]"),
+             (["rvq.bins=8", "+reinit=[quantizer]", "+freeze=[encoder,quantizer]"], r"\+quantizer_init_batches"),
+             (["+reinit=[quantizer]", "+quantizer_init_batches=0"], "quantizer_init_batches=0"),
+             (["+reinit=[quantiser]"], "unknown part")]
+    for options, message in cases:
+        solver = get_solver(compose_config(base + [f"continue_from={tmp_path / 'first'}", *options]),
+                            folder=tmp_path / "bad")
+        with pytest.raises(ValueError, match=message):
+            solver.restore()
+    with pytest.raises(ValueError, match="continue_from is not set"):
+        get_solver(compose_config(base + ["+reinit=[quantizer]"]), folder=tmp_path / "bad2").build()
+
+
 @pytest.mark.parametrize("freeze, message", [(["encoder", "bottleneck"], "unknown part"),
                                              (["encoder", "quantizer", "decoder"], "nothing would be trained")])
 def test_bad_freeze_option_is_an_actionable_error(manifest, tmp_path, freeze, message):
