@@ -317,7 +317,8 @@ class StandardSolver(ABC):
                 raise FloatingPointError(f"Non-finite training loss ({output.loss.item()}) at epoch {self.epoch}; "
                                          "lower optim.lr, enable gradient clipping (optim.max_norm) or check the data.")
             (self.scaler.scale(output.loss) if self.scaler is not None else output.loss).backward()
-        metrics.update(self._optimizer_step())
+        if self.optimizer is not None:  # None: nothing to train (e.g. every part of a codec frozen)
+            metrics.update(self._optimizer_step())
         self._step_in_epoch += 1
         if self.ema is not None and self._step_in_epoch % int(self.cfg.optim.ema.updates) == 0:
             self.ema.step()

@@ -18,6 +18,9 @@ A trained codec can get a new quantizer (other codebook count or size): ``contin
 ``+quantizer_init_batches=<N>`` fits its codebooks by k-means on the latents of N training batches before
 the first update (without it, on the first batch alone, as AudioCraft does: too few vectors for large
 codebooks). With ``+freeze=[encoder,quantizer]`` as well, the codes are then fixed and the decoder learns them.
+``+parts_from.<part>=<codec>`` takes that part from another codec of the same shapes (e.g. the decoder of the
+run the quantizer was fitted for). With every part frozen, a run changes no weights: it fits a new quantizer
+or puts parts together, and evaluates and saves the result (``optim.updates_per_epoch=1 optim.epochs=1``).
 
 Valid reports the same losses; evaluate reports ``sisnr`` (AudioCraft's SI-SNR loss, i.e. minus the
 SI-SNR in dB: lower is better) and ``mel`` (mel-spectrogram L1 distance) on the evaluate split;
@@ -76,9 +79,16 @@ class CompressionSolver(StandardSolver):
             self.model.set_num_codebooks(active)
         self.frozen = _frozen_parts(cfg.get("freeze"))
         self.reinit = _model_parts(cfg.get("reinit"), "reinit")
-        if self.reinit and not cfg.continue_from:
-            raise ValueError(f"reinit={self.reinit} starts those parts afresh instead of taking them from "
-                             "continue_from, but continue_from is not set.")
+        parts_from = builders.as_dict(cfg.get("parts_from") or {}, "parts_from")
+        self.parts_from = {part: str(parts_from[part]) for part in _model_parts(list(parts_from), "parts_from")}
+        for option, value in (("reinit", self.reinit), ("parts_from", list(self.parts_from))):
+            if value and not cfg.continue_from:
+                raise ValueError(f"{option}={value} replaces parts of the model that continue_from gives, but "
+                                 "continue_from is not set.")
+        if set(self.frozen) == set(_FREEZABLE) and not (self.reinit or self.parts_from):
+            raise ValueError("freeze lists every part of the model: nothing would be trained. (Freezing every "
+                             "part is for runs that only fit a new quantizer (+reinit=[quantizer]) or take "
+                             "parts from other codecs (+parts_from.<part>=...).)")
         self.quantizer_init_batches = cfg.get("quantizer_init_batches")
         if self.quantizer_init_batches is not None and (isinstance(self.quantizer_init_batches, bool) or not
                                                         isinstance(self.quantizer_init_batches, int) or
@@ -88,7 +98,8 @@ class CompressionSolver(StandardSolver):
         self.lm_resampler = LMResampler.from_config(cfg.get("lm_resample"), self.frozen, self.model, self.device)
         for part in self.frozen:
             getattr(self.model, part).requires_grad_(False)
-        self.optimizer = builders.get_optimizer([p for p in self.model.parameters() if p.requires_grad], cfg.optim)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = builders.get_optimizer(trainable, cfg.optim) if trainable else None
         self.adv_losses = builders.get_adversarial_losses(cfg, self.device)
         self.aux_losses, self.info_losses = nn.ModuleDict(), nn.ModuleDict()
         weights: dict[str, float] = {}
@@ -102,7 +113,9 @@ class CompressionSolver(StandardSolver):
                 self.info_losses[name] = builders.get_loss(name, cfg).to(self.device)
         self.loss_weights = weights
         self.balancer = builders.get_balancer(weights, cfg.balancer) if weights else None
-        self.register_stateful("model", "optimizer", "adv_losses")  # adv_losses include their optimizers
+        self.register_stateful("model", "adv_losses")  # adv_losses include their optimizers
+        if self.optimizer is not None:
+            self.register_stateful("optimizer")
         if self.balancer is not None:
             self.register_stateful("balancer")  # its gradient-norm averages, for an exact resume
         self.register_best_state("model")
@@ -121,13 +134,19 @@ class CompressionSolver(StandardSolver):
         fresh = self.model.state_dict()
         model = {key: value for key, value in state["model"].items() if key.split(".")[0] not in self.reinit}
         model.update({key: value for key, value in fresh.items() if key.split(".")[0] in self.reinit})
+        for part, other in self.parts_from.items():
+            model = {key: value for key, value in model.items() if key.split(".")[0] != part}
+            model.update({key: value for key, value in _best_model_state(other)[1].items()
+                          if key.split(".")[0] == part})
+            logger.info("parts_from: the %s of %s", part, other)
         for part in _FREEZABLE:
             ours = {key: tuple(value.shape) for key, value in fresh.items() if key.split(".")[0] == part}
             theirs = {key: tuple(value.shape) for key, value in model.items() if key.split(".")[0] == part}
             if ours != theirs:
-                raise ValueError(f"continue_from={source}: its {part} does not have this config's shapes (e.g. "
-                                 f"other rvq.n_q / rvq.bins / seanet options). Use the same options, or add "
-                                 f"+reinit=[{part}] to start the {part} afresh and take only the other parts.")
+                origin = self.parts_from.get(part, f"continue_from={source}")
+                raise ValueError(f"{origin}: its {part} does not have this config's shapes (e.g. other rvq.n_q / "
+                                 f"rvq.bins / seanet options). Use the same options, or add +reinit=[{part}] to "
+                                 f"start the {part} afresh.")
         if self.reinit:
             logger.info("continue_from=%s: %s start afresh (reinit)", source, self.reinit)
         return {**state, "model": model}
@@ -159,7 +178,9 @@ class CompressionSolver(StandardSolver):
         frames = torch.cat([latent.transpose(0, 1).flatten(1) for latent in latents], dim=1)  # [D, N]
         training = quantizer.training
         quantizer.eval()  # each layer fits itself on the residual it sees, without EMA or dead-code steps
-        quantizer.vq(frames.unsqueeze(0), len(layers))
+        with torch.random.fork_rng(devices=[]):  # k-means draws its first centres: the same fit for the same seed
+            torch.manual_seed(int(self.cfg.seed))
+            quantizer.vq(frames.unsqueeze(0), len(layers))
         quantizer.train(training)
         distributed.broadcast_module(quantizer)
         if self.ema is not None:
@@ -203,7 +224,7 @@ class CompressionSolver(StandardSolver):
             metrics["penalty"] = result.penalty
         metrics.update(result.metrics)
 
-        if self.is_training:
+        if self.is_training and self.optimizer is not None:
             if result.penalty is not None and result.penalty.requires_grad:
                 result.penalty.backward(retain_graph=True)  # commitment loss, weight 1, not balanced
                 metrics["ratio1"] = _grad_norm(self.model)
@@ -312,8 +333,6 @@ def _model_parts(value: Any, option: str) -> list[str]:
 def _frozen_parts(freeze: Any) -> list[str]:
     """The model parts named by the ``freeze`` option (a list, or one name), checked."""
     parts = _model_parts(freeze, "freeze")
-    if set(parts) == set(_FREEZABLE):
-        raise ValueError("freeze lists every part of the model: nothing would be trained.")
     if "quantizer" in parts and "encoder" not in parts:
         logger.warning("freeze=%s: the quantizer is frozen but the encoder trains, so the codes still change.", parts)
     return [part for part in _FREEZABLE if part in parts]

@@ -238,20 +238,51 @@ def test_new_quantizer_on_a_trained_codec(manifest, tmp_path):
     assert torch.equal(CompressionSolver.model_from_checkpoint(tmp_path / "second").encode(wav)[0], codes)
 
 
+def test_runs_that_only_fit_a_quantizer_or_put_parts_together(manifest, tmp_path):
+    """With every part frozen nothing trains: a run fits a new quantizer (the same fit for the same seed) or
+    takes parts from other codecs, and saves the result."""
+    _run(compose_config(debug_overrides(manifest, epochs=1, updates=2)), tmp_path / "a")
+    _run(compose_config(debug_overrides(manifest, epochs=1, updates=2) + ["seed=7"]), tmp_path / "b")
+    a, b = (CompressionSolver.model_from_checkpoint(tmp_path / name).state_dict() for name in ("a", "b"))
+    everything = ["+freeze=[encoder,quantizer,decoder]", "optim.epochs=1", "optim.updates_per_epoch=1"]
+    fits = []
+    for name in ("fit1", "fit2"):
+        cfg = compose_config(debug_overrides(manifest) + everything + [
+            f"continue_from={tmp_path / 'a'}", "+reinit=[quantizer]", "+quantizer_init_batches=2", "rvq.bins=8"])
+        solver = _run(cfg, tmp_path / name)
+        assert solver.optimizer is None and "optimizer" not in solver.state_dict()
+        fits.append(CompressionSolver.model_from_checkpoint(tmp_path / name).state_dict())
+    for key, value in fits[0].items():
+        assert torch.equal(value, fits[1][key]), key
+        if not key.startswith("quantizer."):
+            assert torch.equal(value, a[key]), key
+    assert fits[0]["quantizer.vq.layers.0._codebook.embed"].shape[0] == 8
+    cfg = compose_config(debug_overrides(manifest) + everything + [
+        f"continue_from={tmp_path / 'a'}", f"+parts_from.decoder={tmp_path / 'b'}"])
+    _run(cfg, tmp_path / "joined")
+    joined = CompressionSolver.model_from_checkpoint(tmp_path / "joined").state_dict()
+    for key, value in joined.items():
+        assert torch.equal(value, (b if key.startswith("decoder.") else a)[key]), key
+    assert any(not torch.equal(a[key], b[key]) for key in a if key.startswith("decoder."))
+
+
 def test_new_quantizer_options_are_checked(manifest, tmp_path):
     _run(compose_config(debug_overrides(manifest, epochs=1, updates=1)), tmp_path / "first")
     base = debug_overrides(manifest, epochs=1, updates=1)
     cases = [(["rvq.bins=8"], r"its quantizer does not have this config's shapes.*\+reinit=\[quantizer\]"),
              (["rvq.bins=8", "+reinit=[quantizer]", "+freeze=[encoder,quantizer]"], r"\+quantizer_init_batches"),
              (["+reinit=[quantizer]", "+quantizer_init_batches=0"], "quantizer_init_batches=0"),
-             (["+reinit=[quantiser]"], "unknown part")]
+             (["+reinit=[quantiser]"], "unknown part"),
+             ([f"+parts_from.decoder={tmp_path / 'first'}", "rvq.bins=8"], r"its quantizer does not have"),
+             (["+freeze=[encoder,quantizer,decoder]"], "nothing would be trained")]
     for options, message in cases:
         solver = get_solver(compose_config(base + [f"continue_from={tmp_path / 'first'}", *options]),
                             folder=tmp_path / "bad")
         with pytest.raises(ValueError, match=message):
             solver.restore()
-    with pytest.raises(ValueError, match="continue_from is not set"):
-        get_solver(compose_config(base + ["+reinit=[quantizer]"]), folder=tmp_path / "bad2").build()
+    for option in ("+reinit=[quantizer]", f"+parts_from.decoder={tmp_path / 'first'}"):
+        with pytest.raises(ValueError, match="continue_from is not set"):
+            get_solver(compose_config(base + [option]), folder=tmp_path / "bad2").build()
 
 
 @pytest.mark.parametrize("freeze, message", [(["encoder", "bottleneck"], "unknown part"),
