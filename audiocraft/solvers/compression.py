@@ -132,23 +132,20 @@ class CompressionSolver(StandardSolver):
     def _continue_from_best_state(self, source: str) -> dict:
         state = super()._continue_from_best_state(source)
         fresh = self.model.state_dict()
-        model = {key: value for key, value in state["model"].items() if key.split(".")[0] not in self.reinit}
-        model.update({key: value for key, value in fresh.items() if key.split(".")[0] in self.reinit})
-        for part, other in self.parts_from.items():
-            model = {key: value for key, value in model.items() if key.split(".")[0] != part}
-            model.update({key: value for key, value in _best_model_state(other)[1].items()
-                          if key.split(".")[0] == part})
-            logger.info("parts_from: the %s of %s", part, other)
-        for part in _FREEZABLE:
-            ours = {key: tuple(value.shape) for key, value in fresh.items() if key.split(".")[0] == part}
-            theirs = {key: tuple(value.shape) for key, value in model.items() if key.split(".")[0] == part}
-            if ours != theirs:
-                origin = self.parts_from.get(part, f"continue_from={source}")
+        origins = {part: (f"continue_from={source}", state["model"]) for part in _FREEZABLE}
+        origins.update({part: ("reinit", fresh) for part in self.reinit})  # new, unfitted state
+        origins.update({part: (f"parts_from.{part}={other}", _best_model_state(other)[1])
+                        for part, other in self.parts_from.items()})
+        model = {}
+        for part, (origin, weights) in origins.items():
+            taken = {key: value for key, value in weights.items() if key.split(".")[0] == part}
+            if {key: value.shape for key, value in taken.items()} != \
+                    {key: value.shape for key, value in fresh.items() if key.split(".")[0] == part}:
                 raise ValueError(f"{origin}: its {part} does not have this config's shapes (e.g. other rvq.n_q / "
                                  f"rvq.bins / seanet options). Use the same options, or add +reinit=[{part}] to "
                                  f"start the {part} afresh.")
-        if self.reinit:
-            logger.info("continue_from=%s: %s start afresh (reinit)", source, self.reinit)
+            model.update(taken)
+        logger.info("Model parts from: %s", {part: origin for part, (origin, _) in origins.items()})
         return {**state, "model": model}
 
     def restore(self, load_best: bool = False, ignore_state_keys=()) -> bool:
