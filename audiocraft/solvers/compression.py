@@ -73,7 +73,7 @@ class CompressionSolver(StandardSolver):
         active = cfg.get("active_codebooks")
         if active is not None:  # train the decoder for the codes of an LM with compression_model_n_q=<active>
             total = self.model.total_codebooks
-            if isinstance(active, bool) or not isinstance(active, int) or not 1 <= active <= total:
+            if not _whole_number_in(active, 1, total):
                 raise ValueError(f"active_codebooks={active!r}: give a whole number of codebooks from 1 to the "
                                  f"quantizer's {total}.")
             self.model.set_num_codebooks(active)
@@ -90,9 +90,7 @@ class CompressionSolver(StandardSolver):
                              "part is for runs that only fit a new quantizer (+reinit=[quantizer]) or take "
                              "parts from other codecs (+parts_from.<part>=...).)")
         self.quantizer_init_batches = cfg.get("quantizer_init_batches")
-        if self.quantizer_init_batches is not None and (isinstance(self.quantizer_init_batches, bool) or not
-                                                        isinstance(self.quantizer_init_batches, int) or
-                                                        self.quantizer_init_batches < 1):
+        if self.quantizer_init_batches is not None and not _whole_number_in(self.quantizer_init_batches, 1):
             raise ValueError(f"quantizer_init_batches={self.quantizer_init_batches!r}: give a number of training "
                              "batches >= 1 whose latents the codebooks are fitted on.")
         self.lm_resampler = LMResampler.from_config(cfg.get("lm_resample"), self.frozen, self.model, self.device)
@@ -128,6 +126,10 @@ class CompressionSolver(StandardSolver):
 
     def build_dataloaders(self) -> None:
         self.dataloaders = builders.get_audio_datasets(self.cfg, dataset_type="audio")
+
+    def _waveform(self, batch: Any) -> torch.Tensor:
+        """The audio ``[B, C, T]`` of a batch (``wav`` or ``(wav, infos)``), on the solver's device."""
+        return (batch[0] if isinstance(batch, (tuple, list)) else batch).to(self.device)
 
     def _continue_from_best_state(self, source: str) -> dict:
         state = super()._continue_from_best_state(source)
@@ -169,7 +171,7 @@ class CompressionSolver(StandardSolver):
         latents = []
         self.current_stage = "train"  # for _batches' error message on an empty loader
         for batch in self._batches(self.dataloaders["train"], self.quantizer_init_batches):
-            wav = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(self.device)
+            wav = self._waveform(batch)
             latents.append(self.model.encoder(self.model.preprocess(wav)[0]))
         self.current_stage = None
         frames = torch.cat([latent.transpose(0, 1).flatten(1) for latent in latents], dim=1)  # [D, N]
@@ -195,8 +197,7 @@ class CompressionSolver(StandardSolver):
 
     # ------------------------------------------------------------------ one batch
     def run_step(self, batch: Any) -> StepOutput:
-        wav = batch[0] if isinstance(batch, (tuple, list)) else batch
-        x = wav.to(self.device)
+        x = self._waveform(batch)
         if self.is_training and self.lm_resampler is not None:
             result = self.lm_resampler.reconstruct(self.model, x, self.rng)
         else:
@@ -255,7 +256,7 @@ class CompressionSolver(StandardSolver):
         average = Averager()
         progress = Progress(loader, "evaluate", self.epoch, len(loader), int(self.cfg.logging.log_updates))
         for batch in progress:
-            wav = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(self.device)
+            wav = self._waveform(batch)
             y_pred = self.model(wav).x
             progress.update(average.update({name: criterion(y_pred, wav) for name, criterion in criteria.items()}))
         return distributed.average_metrics(average.value(), len(loader))
@@ -276,7 +277,7 @@ class CompressionSolver(StandardSolver):
         rank, world = distributed.rank(), distributed.world_size()
         position = 0
         for batch in Progress(loader, "generate", self.epoch, len(loader), int(self.cfg.logging.log_updates)):
-            wav = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(self.device)
+            wav = self._waveform(batch)
             y_pred = self.model(wav).x
             for reference, estimate in zip(wav.cpu(), y_pred.float().cpu()):
                 index = rank + position * world  # position of the item in the (unsharded) split
@@ -316,6 +317,11 @@ class CompressionSolver(StandardSolver):
 
 
 _FREEZABLE = ("encoder", "quantizer", "decoder")
+
+
+def _whole_number_in(value: Any, low: int, high: float = float("inf")) -> bool:
+    """True if ``value`` is an int (not a bool) with ``low <= value <= high``."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def _model_parts(value: Any, option: str) -> list[str]:
