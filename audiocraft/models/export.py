@@ -4,7 +4,8 @@ A released model folder holds two ``torch.save``-d dicts:
 
 - ``state_dict.bin``: ``{'best_state': <LM state dict, floating tensors in float16>,
   'xp.cfg': <OmegaConf YAML of the config>, 'version': <package version>, 'exported': True}``;
-- ``compression_state_dict.bin``: the same structure for the compression model (float32), or
+- ``compression_state_dict.bin``: the same structure for the compression model (float32 as released,
+  or float16 with ``half=True``), or
   a pointer ``{'pretrained': <Hugging Face name>, 'exported': True, 'version': ...}`` to an
   EnCodec published with ``transformers`` (e.g. ``'facebook/encodec_32khz'``).
 
@@ -115,6 +116,12 @@ def _check_lm_cfg(lm: nn.Module, cfg: DictConfig) -> None:
                              "encoder by name, so set it to the Hub name or local folder of this T5 before exporting.")
 
 
+def half_state(state: Mapping[str, torch.Tensor]) -> dict:
+    """``state`` with its floating-point tensors in float16 (others unchanged)."""
+    return {name: tensor.to(torch.float16) if tensor.is_floating_point() else tensor
+            for name, tensor in state.items()}
+
+
 def export_lm(lm: nn.Module, cfg: ConfigLike | None, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write ``lm`` as AudioCraft's released ``state_dict.bin``.
 
@@ -135,8 +142,7 @@ def export_lm(lm: nn.Module, cfg: ConfigLike | None, path: str | os.PathLike, ov
     cfg = _as_cfg(cfg, lm, "cfg")
     _check_lm_cfg(lm, cfg)
     target = _check_target(path, overwrite)
-    state = {name: (tensor.detach().to("cpu", torch.float16) if tensor.is_floating_point() else tensor.detach().cpu())
-             for name, tensor in lm.state_dict().items()}
+    state = half_state({name: tensor.detach().cpu() for name, tensor in lm.state_dict().items()})
     return _atomic_save(_package(state, cfg), target)
 
 
@@ -174,17 +180,20 @@ def export_compression_pointer(name: str, path: str | os.PathLike, overwrite: bo
 
 
 def export_compression(model: nn.Module, cfg: ConfigLike | None, path: str | os.PathLike,
-                       overwrite: bool = False) -> Path:
+                       overwrite: bool = False, half: bool = False) -> Path:
     """Write a compression model as AudioCraft's released ``compression_state_dict.bin``.
 
     Args:
-        model: an :class:`~audiocraft.models.encodec.EncodecModel` (its weights are written, float32),
+        model: an :class:`~audiocraft.models.encodec.EncodecModel` (its weights are written),
             or an :class:`~audiocraft.models.encodec.HFEncodecCompressionModel` loaded from a Hub
             name (a pointer to that name is written; ``cfg`` is not used).
         cfg: the EnCodec's AudioCraft-style config (``compression_model``, ``encodec``, ``seanet``,
             ``rvq``...); ``None`` uses ``model.cfg``.
         path: file to write (parent folders are created).
         overwrite: replace an existing file.
+        half: store floating-point weights in float16 (half the size; loading casts them back to the
+            model's dtype). The codes of a few frames in a thousand may change, so an LM trained on
+            the float32 codec's codes is still valid. Not for a pointer.
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
         ValueError: stereo wrapper given (export its ``.model``), or a config that does not build
@@ -209,12 +218,17 @@ def export_compression(model: nn.Module, cfg: ConfigLike | None, path: str | os.
                 "to that name and export again; or, if it is the same codec as a Hub EnCodec, pass "
                 "compression_name='<hub name>' to export_pretrained() (--compression-name on the command line); "
                 "or export only the LM with export_lm().")
+        if half:
+            raise ValueError(f"This EnCodec is written as a pointer to {hub_name_of(model)!r}, which has no weights "
+                             "to store in float16: drop `half`.")
         return export_compression_pointer(name, path, overwrite)
     if not isinstance(model, EncodecModel):
         raise TypeError(f"`model` must be an EncodecModel or an HFEncodecCompressionModel, got {type(model).__name__}.")
     cfg = _as_cfg(cfg, model, "cfg")
     target = _check_target(path, overwrite)
     state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    if half:
+        state = half_state(state)
     expected = builders.get_compression_model(cfg).state_dict()
     mismatched = sorted(set(expected) ^ set(state))
     mismatched += [name for name in expected

@@ -468,7 +468,7 @@ def _best_model_state(source: str) -> tuple[DictConfig, dict]:
 
 
 def export_compression(xp_or_checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,
-                       overwrite: bool = False) -> Path:
+                       overwrite: bool = False, half: bool = False) -> Path:
     """Write a trained compression model in AudioCraft's released format.
 
     The file is ``{'best_state': <model state dict>, 'xp.cfg': <YAML config>, 'version': ...,
@@ -479,6 +479,7 @@ def export_compression(xp_or_checkpoint_path: str | os.PathLike, out_path: str |
             The best state is exported (the EMA weights when ``optim.ema.use``).
         out_path: output file, or an existing folder (then ``<folder>/compression_state_dict.bin``).
         overwrite: replace an existing output file.
+        half: store the weights in float16 (see :func:`audiocraft.models.export.export_compression`).
     Returns:
         The path written.
     Raises:
@@ -494,6 +495,6 @@ def export_compression(xp_or_checkpoint_path: str | os.PathLike, out_path: str |
     out = Path(out_path).expanduser()
     if out.is_dir():
         out = out / COMPRESSION_CHECKPOINT
-    path = export.export_compression(model, cfg, out, overwrite=overwrite)
+    path = export.export_compression(model, cfg, out, overwrite=overwrite, half=half)
     logger.info("Exported compression model to %s", path)
     return path

@@ -49,36 +49,49 @@ def _lm_from_run(cfg: DictConfig, state: dict, merge: bool = True):
     return lm.eval(), cfg, used_lora
 
 
-def _export_codec(source: str, target: Path, overwrite: bool) -> Path:
-    """``compression_state_dict.bin`` for the codec named by ``compression_model_checkpoint``."""
+def _export_codec(source: str, target: Path, overwrite: bool, half: bool = False) -> Path:
+    """``compression_state_dict.bin`` for the codec named by ``compression_model_checkpoint``
+    (its weights in float16 if ``half``)."""
     from ..models import export, loaders
     from ..models.encodec import InterleaveStereoCompressionModel
     from ..models.hf_convert import is_transformers_musicgen_folder, load_transformers_musicgen
     from .compression import export_compression
 
     if not source.startswith(checkpoint.PRETRAINED_PREFIX):
-        return export_compression(source, target, overwrite=overwrite)  # //sig/, folder or checkpoint file
+        return export_compression(source, target, overwrite=overwrite, half=half)  # //sig/, folder or checkpoint
     name = resolve_pretrained_name(source[len(checkpoint.PRETRAINED_PREFIX):])
     if name == "debug_compression_model":
+        _refuse_half_pointer(name, half)
         return export.export_compression_pointer(name, target, overwrite)
     folder = Path(name).expanduser()
     if folder.is_dir() and is_transformers_musicgen_folder(folder):  # a pointer to its Hub EnCodec
         codec, _, _ = load_transformers_musicgen(folder)
         codec = codec.model if isinstance(codec, InterleaveStereoCompressionModel) else codec
-        return export.export_compression(codec, None, target, overwrite)
+        return export.export_compression(codec, None, target, overwrite, half=half)
     try:
         package = loaders.load_compression_model_ckpt(name)
     except FileNotFoundError:
         if loaders.looks_like_local_path(name) or Path(name).expanduser().exists():
             raise
+        _refuse_half_pointer(name, half)
         return export.export_compression_pointer(name, target, overwrite)  # a transformers EnCodec on the Hub
+    if half:
+        if "best_state" not in package:  # a copy of a pointer
+            _refuse_half_pointer(name, half)
+        package = {**package, "best_state": export.half_state(package["best_state"])}
     export._check_target(target, overwrite, "out_folder")
     return export._atomic_save(package, target)
 
 
+def _refuse_half_pointer(name: str, half: bool) -> None:
+    if half:
+        raise ValueError(f"The codec {name!r} is written as a pointer, with no weights to store in float16: "
+                         "drop the float16 option.")
+
+
 def export_musicgen(xp_or_checkpoint: str | os.PathLike, out_folder: str | os.PathLike,
                     overwrite: bool = False, compression_name: str | None = None,
-                    compression_model: str | None = None) -> tuple[Path, Path]:
+                    compression_model: str | None = None, compression_half: bool = False) -> tuple[Path, Path]:
     """Write the best state of a MusicGen run as a released model folder.
 
     Writes ``<out_folder>/state_dict.bin`` (the LM, float16, with the run's config; LoRA adapters
@@ -96,6 +109,8 @@ def export_musicgen(xp_or_checkpoint: str | os.PathLike, out_folder: str | os.Pa
             ``//pretrained/<name>``) instead of the run's. It must make the same codes: the run's codec
             before or after a decoder-only fine-tune (``+freeze=[encoder,quantizer]``). Its rates, codebooks
             and channels are checked, and at least 99% of its codes of a test signal must be the run's codec's.
+        compression_half: store the codec's weights in float16 (half the size; a few codes in a thousand
+            change). Not with ``compression_name``.
     Returns:
         ``(lm_path, compression_path)``.
     """
@@ -104,6 +119,9 @@ def export_musicgen(xp_or_checkpoint: str | os.PathLike, out_folder: str | os.Pa
 
     if compression_name and compression_model:
         raise ValueError("Give either compression_name (a Hub EnCodec pointer) or compression_model, not both.")
+    if compression_name and compression_half:
+        raise ValueError("compression_name writes a pointer to a Hub EnCodec, with no weights to store in float16: "
+                         "drop compression_half.")
     cfg, state = _load_run(xp_or_checkpoint)
     out = Path(out_folder).expanduser()
     if out.exists() and not out.is_dir():
@@ -120,7 +138,7 @@ def export_musicgen(xp_or_checkpoint: str | os.PathLike, out_folder: str | os.Pa
         lm_cfg.compression_model_checkpoint = compression_model  # the config says which codec is bundled
     target = out / COMPRESSION_CHECKPOINT
     compression_path = export.export_compression_pointer(compression_name, target, overwrite) if compression_name \
-        else _export_codec(str(lm_cfg.compression_model_checkpoint), target, overwrite)
+        else _export_codec(str(lm_cfg.compression_model_checkpoint), target, overwrite, compression_half)
     lm_path = export.export_lm(lm, lm_cfg, out / LM_CHECKPOINT, overwrite=overwrite)
     logger.info("Exported MusicGen to %s%s", out, " (LoRA adapters merged)" if merged else "")
     return lm_path, compression_path
@@ -189,11 +207,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             sub.add_argument("--compression-model", default=None,
                              help="bundle this codec (//sig/<sig>, folder, checkpoint, //pretrained/<name>) instead "
                                   "of the run's; it must make the same codes (e.g. a decoder-only fine-tune of it)")
+            sub.add_argument("--compression-float16", action="store_true",
+                             help="store the codec's weights in float16 (half the size; a few codes in a thousand "
+                                  "change)")
     args = parser.parse_args(argv)
     try:
         if args.command == "export":
             for path in export_musicgen(_as_source(args.source), args.out_folder, args.overwrite,
-                                        args.compression_name, args.compression_model):
+                                        args.compression_name, args.compression_model,
+                                        args.compression_float16):
                 print(f"wrote {path}")
         else:
             print(f"wrote {export_lora(_as_source(args.source), args.out_file, args.overwrite)}")

@@ -113,6 +113,17 @@ def test_export_loads_with_get_pretrained_and_encodes(manifest, tmp_path):
     # the training-side loader gives the same model
     same = CompressionSolver.model_from_checkpoint(tmp_path / "xp")
     assert_states_equal(same.state_dict(), model.state_dict(), "model_from_checkpoint")
+    # float16 weights (the bundled default model's codec), from the run or from its released file
+    from audiocraft.solvers.musicgen_export import _export_codec
+
+    halves = [export_compression(tmp_path / "xp", tmp_path / "half.bin", half=True),
+              _export_codec(f"//pretrained/{out}", tmp_path / "copied_half.bin", overwrite=False, half=True)]
+    rounded = {name: value.half().to(value.dtype) if value.is_floating_point() else value
+               for name, value in solver.best_state["model"].items()}
+    for path in halves:
+        stored = torch.load(path, map_location="cpu", weights_only=True)["best_state"]
+        assert {value.dtype for value in stored.values() if value.is_floating_point()} == {torch.float16}
+        assert_states_equal(CompressionModel.get_pretrained(path).state_dict(), rounded, path.name)
     bundled = CompressionSolver.model_from_checkpoint("//pretrained/default")  # the name the solvers accept
     assert_states_equal(bundled.state_dict(), CompressionModel.get_pretrained(default_model_dir()).state_dict(),
                         "//pretrained/default")

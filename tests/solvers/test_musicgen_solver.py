@@ -131,6 +131,13 @@ def test_train_generate_and_export_from_the_command_line(manifest, tmp_path, mon
     swapped = torch.load(tmp_path / "swapped" / "state_dict.bin", map_location="cpu", weights_only=False)
     assert OmegaConf.create(swapped["xp.cfg"]).compression_model_checkpoint == same
 
+    # A codec in float16 needs weights: the debug codec, its copy and a Hub EnCodec are pointers (weights: test_export).
+    capsys.readouterr()
+    for pointer in ([], ["--compression-model", same], ["--compression-name", "facebook/encodec_32khz"]):
+        assert main(["export", xp.name, str(tmp_path / "pointer"), *pointer, "--compression-float16"]) == 1
+        assert "no weights to store in float16" in capsys.readouterr().err
+    assert not (tmp_path / "pointer").exists() or not any((tmp_path / "pointer").iterdir())
+
 
 def test_token_cache_is_written_once_then_replaces_the_codec(manifest, tmp_path):
     # no draws from Python's global generator (word dropout, text augmentation), whose stream depends on
