@@ -8,19 +8,21 @@ variable named below, run the grid again.
 2. codec, phase 2 (``AUDIOCRAFT_DEFAULT_CODEC_SIG1`` = phase 1): + multi-resolution STFT loss, 5 epochs.
 3. codec, phase 3 (``AUDIOCRAFT_DEFAULT_CODEC_SIG2`` = phase 2): magnitude losses lead (SI-SNR off,
    L1 0.1), which brings back the upper harmonics that the waveform losses average away.
-4. the MusicGen LM (solver=musicgen/default_model_16khz) on the codes of the phase-3 codec
-   (``AUDIOCRAFT_DEFAULT_CODEC_SIG`` = phase 3).
-5. the LM again (``AUDIOCRAFT_DEFAULT_LM_SIG1`` = stage 4), from its weights, at half the learning
-   rate with a token cache of 3 epochs, on the dataset extended to 20 h (``--hours 20 --seed 0``;
-   point $AUDIOCRAFT_MUSIC21_GM at it for this stage; make it a separate copy of the 7 h folder,
-   whose token cache belongs to stage 4, and finish the earlier stages first: the data folder is
-   not part of a signature).
+4. codec, phase 4 (``AUDIOCRAFT_DEFAULT_CODEC_SIG3`` = phase 3): the decoder alone, with a small
+   MS-STFT discriminator added to the phase-3 losses, 9 epochs.
+5. codec, phase 5 (``AUDIOCRAFT_DEFAULT_CODEC_SIG4`` = phase 4): a new quantizer of 4 codebooks of
+   2048 entries fitted by k-means on 750 batches of the encoder's latents, then the decoder alone
+   with the phase-4 losses for ``PHASE5["optim.epochs"]`` epochs.
+6. the MusicGen LM (solver=musicgen/default_model_16khz) from scratch on the codes of phase 5
+   (``AUDIOCRAFT_DEFAULT_CODEC_SIG`` = phase 5), 24 epochs.
 
-All read the dataset of scripts/make_music_dataset.py from $AUDIOCRAFT_MUSIC21_GM (default
-data/music21_gm). The compression solver has no learning-rate schedule, so ``optim.epochs``
-only says where each phase stopped. The shipped files are written by
-``python -m audiocraft.solvers.musicgen export <stage 5 signature> audiocraft/assets/default_model``.
-See docs/DEFAULT_MODEL.md for what each stage measured.
+Phases 1-3 read the 7 h dataset (``scripts/make_music_dataset.py --hours 7 --seed 0``), phases 4-6
+the 20 h one (``--hours 20 --seed 0``: the same clips in the same splits, and more). Point
+$AUDIOCRAFT_MUSIC21_GM (default data/music21_gm) at the right one for each stage; the data folder
+is not part of a signature. The compression solver has no learning-rate schedule, so
+``optim.epochs`` only says where each phase stopped. The shipped files are written by
+``python -m audiocraft.solvers.musicgen export <stage 6 signature> audiocraft/assets/default_model
+--compression-float16``. See docs/DEFAULT_MODEL.md for what each stage measured.
 """
 import os
 
@@ -29,22 +31,24 @@ from ._base_explorers import BaseExplorer
 CODEC = "compression/default_model_16khz"
 PHASE2 = {"optim.epochs": 5, "+losses.mrstft": 2}
 PHASE3 = {"optim.epochs": 8, "+losses.mrstft": 2, "losses.sisnr": 0, "losses.l1": 0.1}
-LM_STAGE2 = {"optim.lr": 5e-4, "optim.epochs": 14, "cache.num_epochs": 3}
+ADVERSARIAL_DECODER = {"+freeze": ["encoder", "quantizer"], "adversarial.adversaries": ["msstftd"],
+                       "losses.adv": 3, "losses.feat": 3, "+losses.mrstft": 2, "losses.sisnr": 0, "losses.l1": 0.1,
+                       "msstftd.filters": 16, "msstftd.n_ffts": [1024, 512, 256],
+                       "msstftd.hop_lengths": [256, 128, 64], "msstftd.win_lengths": [1024, 512, 256]}
+PHASE4 = {**ADVERSARIAL_DECODER, "optim.epochs": 9}
+PHASE5 = {**ADVERSARIAL_DECODER, "+reinit": ["quantizer"], "rvq.n_q": 4, "rvq.bins": 2048, "rvq.kmeans_iters": 25,
+          "+quantizer_init_batches": 750, "optim.epochs": 8}
 
 
 @BaseExplorer
 def explorer(launcher):
     launcher.slurm_(gpus=0)
     launcher(solver=CODEC, **{"optim.epochs": 12})
-    phase1, phase2 = os.environ.get("AUDIOCRAFT_DEFAULT_CODEC_SIG1"), os.environ.get("AUDIOCRAFT_DEFAULT_CODEC_SIG2")
-    if phase1:
-        launcher(solver=CODEC, continue_from=f"//sig/{phase1}", **PHASE2)
-    if phase2:
-        launcher(solver=CODEC, continue_from=f"//sig/{phase2}", **PHASE3)
+    for variable, phase in (("AUDIOCRAFT_DEFAULT_CODEC_SIG1", PHASE2), ("AUDIOCRAFT_DEFAULT_CODEC_SIG2", PHASE3),
+                            ("AUDIOCRAFT_DEFAULT_CODEC_SIG3", PHASE4), ("AUDIOCRAFT_DEFAULT_CODEC_SIG4", PHASE5)):
+        previous = os.environ.get(variable)
+        if previous:
+            launcher(solver=CODEC, continue_from=f"//sig/{previous}", **phase)
     codec_sig = os.environ.get("AUDIOCRAFT_DEFAULT_CODEC_SIG")
     if codec_sig:
-        lm = {"solver": "musicgen/default_model_16khz", "compression_model_checkpoint": f"//sig/{codec_sig}"}
-        launcher(**lm)
-        lm_sig = os.environ.get("AUDIOCRAFT_DEFAULT_LM_SIG1")
-        if lm_sig:
-            launcher(**lm, continue_from=f"//sig/{lm_sig}", **LM_STAGE2)
+        launcher(solver="musicgen/default_model_16khz", compression_model_checkpoint=f"//sig/{codec_sig}")

@@ -278,8 +278,7 @@ def test_compression_debug_grid_schedules_composable_experiments():
 def test_default_model_grid_stages_follow_the_signatures_given(monkeypatch):
     from audiocraft.grids import default_model
 
-    names = ["AUDIOCRAFT_DEFAULT_CODEC_SIG1", "AUDIOCRAFT_DEFAULT_CODEC_SIG2", "AUDIOCRAFT_DEFAULT_CODEC_SIG",
-             "AUDIOCRAFT_DEFAULT_LM_SIG1"]
+    names = [f"AUDIOCRAFT_DEFAULT_CODEC_SIG{i}" for i in range(1, 5)] + ["AUDIOCRAFT_DEFAULT_CODEC_SIG"]
     for name in names:
         monkeypatch.delenv(name, raising=False)
     launcher = FakeLauncher()
@@ -291,9 +290,14 @@ def test_default_model_grid_stages_follow_the_signatures_given(monkeypatch):
     launcher = FakeLauncher()
     default_model.explorer(launcher)
     cfgs = [compose_config(launcher.overrides(call)) for call in launcher.calls]
-    assert [cfg.solver for cfg in cfgs] == ["compression"] * 3 + ["musicgen"] * 2
-    assert [cfg.continue_from for cfg in cfgs] == [None, "//sig/aaaa0001", "//sig/aaaa0002", None, "//sig/aaaa0004"]
-    assert cfgs[3].compression_model_checkpoint == cfgs[4].compression_model_checkpoint == "//sig/aaaa0003"
-    assert cfgs[4].optim.lr < cfgs[3].optim.lr and cfgs[4].cache.num_epochs > cfgs[3].cache.num_epochs
-    assert all(cfg.losses.mrstft == 2 for cfg in cfgs[1:3]) and "mrstft" not in cfgs[0].losses
-    assert cfgs[2].losses.sisnr == 0 and cfgs[2].losses.l1 == 0.1
+    assert [cfg.solver for cfg in cfgs] == ["compression"] * 5 + ["musicgen"]
+    assert [cfg.continue_from for cfg in cfgs] == [None] + [f"//sig/aaaa000{i}" for i in range(1, 5)] + [None]
+    assert all(cfg.losses.mrstft == 2 for cfg in cfgs[1:5]) and "mrstft" not in cfgs[0].losses
+    assert all(cfg.losses.sisnr == 0 and cfg.losses.l1 == 0.1 for cfg in cfgs[2:5])
+    for adversarial in cfgs[3:5]:  # phases 4 and 5 train the decoder alone against a discriminator
+        assert list(adversarial.freeze) == ["encoder", "quantizer"] and list(adversarial.adversarial.adversaries)
+    assert list(cfgs[4].reinit) == ["quantizer"] and (cfgs[4].rvq.n_q, cfgs[4].rvq.bins) == (4, 2048)
+    lm = cfgs[5]
+    assert lm.compression_model_checkpoint == "//sig/aaaa0005"
+    assert (lm.transformer_lm.n_q, lm.transformer_lm.card) == (cfgs[4].rvq.n_q, cfgs[4].rvq.bins)
+    assert list(lm.codebooks_pattern.delay.delays) == list(range(lm.transformer_lm.n_q))
