@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--force", action="store_true",
                         help="write into a non-empty folder that is not a previous run (never deletes anything)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--balance-families", action="store_true",
+                        help="draw each clip's instrument family first, uniformly, then an instrument of it "
+                             "(default: instruments uniformly, which makes a third of the clips woodwind)")
     return parser.parse_args(argv)
 
 
@@ -59,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                              sample_rate=args.sample_rate, max_works=args.max_works,
                              clip_seconds=tuple(args.clip_seconds), audio_format=args.audio_format,
                              collections=collections, splits=tuple(args.splits), soundfont=args.soundfont,
-                             cache_dir=args.cache_dir, force=args.force, progress=not args.no_progress)
+                             cache_dir=args.cache_dir, force=args.force, progress=not args.no_progress,
+                             balance_families=args.balance_families)
         summary = build_dataset(config)
     except (ValueError, FileExistsError, FileNotFoundError, NotADirectoryError) as err:
         print(f"make_music_dataset: error: {err}", file=sys.stderr)

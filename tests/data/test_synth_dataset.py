@@ -126,6 +126,8 @@ def test_rerun_is_a_no_op_and_settings_are_guarded(tiny_dataset):
     assert {p: p.stat().st_mtime_ns for p in (out / "audio").rglob("*") if p.is_file()} == before
     with pytest.raises(ValueError, match="seed"):
         build_dataset(BuildConfig(out=out, **dict(TINY, seed=1)))
+    with pytest.raises(ValueError, match="balance_families"):
+        build_dataset(BuildConfig(out=out, **dict(TINY, balance_families=True)))
 
 
 @needs_tools
@@ -183,6 +185,30 @@ def test_chords_follow_the_melody():
              (8, 1, 69), (9, 1, 72), (10, 1, 65), (11, 1, 69)]
     chords = estimate_chords(notes, [(0, 4), (4, 8), (8, 12)], Key(0, "major"))
     assert [(c.root, c.quality) for c in chords] == [(0, "major"), (7, "major"), (5, "major")]
+
+
+@pytest.mark.parametrize("texture, parts", [("solo", 1), ("solo", 3), ("accompanied", 1), ("ensemble", 4)])
+def test_balanced_families_are_drawn_alike(texture, parts):
+    import random
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from audiocraft.data.synth.plan import _choose_players
+
+    work = SimpleNamespace(parts=[[]] * parts, compound=False, bars=[[0.0, 4.0]], time_signature="4/4",
+                           beat_ql=1.0, beats_per_bar=4)
+    draws = 4000
+
+    def families(balance: bool) -> Counter:
+        rng = random.Random(0)
+        return Counter(_choose_players(work, texture, [], rng, balance)["family"] for _ in range(draws))
+
+    plain, balanced = families(False), families(True)
+    assert set(balanced) == set(plain)  # the same families on offer, drawn alike
+    assert max(balanced.values()) / min(balanced.values()) < 1.25
+    expected = draws / len(balanced)
+    assert all(abs(count - expected) < 0.15 * expected for count in balanced.values())
+    assert max(plain.values()) > max(balanced.values())  # uniform over instruments favours the larger families
 
 
 def test_assign_split_is_deterministic_and_proportional():

@@ -59,6 +59,8 @@ class BuildConfig:
         cache_dir: where parsed works are cached (None: ``<out>/cache``).
         force: write into a non-empty folder that is not a previous run of this builder.
         progress: show tqdm progress bars.
+        balance_families: draw each clip's instrument family first, uniformly (see
+            :func:`~.plan.plan_clips`); by default a third of the clips are woodwind.
     """
     out: Path
     hours: float = 10.0
@@ -74,6 +76,7 @@ class BuildConfig:
     cache_dir: Path | None = None
     force: bool = False
     progress: bool = True
+    balance_families: bool = False
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -111,8 +114,11 @@ class BuildConfig:
 
     def content_settings(self) -> dict:
         """The settings that decide what a clip sounds like: a rerun must keep them."""
-        return {"seed": self.seed, "sample_rate": self.sample_rate, "clip_seconds": list(self.clip_seconds),
-                "audio_format": self.audio_format, "splits": list(self.splits)}
+        settings = {"seed": self.seed, "sample_rate": self.sample_rate, "clip_seconds": list(self.clip_seconds),
+                    "audio_format": self.audio_format, "splits": list(self.splits)}
+        if self.balance_families:  # only when set: folders made before the option stay compatible
+            settings["balance_families"] = True
+        return settings
 
 
 def check_output_dir(config: BuildConfig) -> None:
@@ -133,7 +139,9 @@ def check_output_dir(config: BuildConfig) -> None:
         except (OSError, ValueError) as err:
             raise ValueError(f"the marker {str(marker)!r} is unreadable ({err}); restore it or use another --out.")
         settings = previous.get("settings", {})
-        changed = {k: (settings.get(k), v) for k, v in config.content_settings().items() if settings.get(k) != v}
+        current = config.content_settings()
+        changed = {k: (settings.get(k), current.get(k)) for k in sorted(set(settings) | set(current))
+                   if settings.get(k) != current.get(k)}
         if changed:
             details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
             raise ValueError(f"{str(out)!r} was built with other settings ({details}); rerun with the original "
@@ -199,7 +207,7 @@ def _prepare(ref: WorkRef) -> tuple[str, list[dict] | None, str | None]:
     try:
         work = _work(ref)
         plans = plan_clips(work, settings["seed"], settings["sample_rate"], tuple(settings["clip_seconds"]),
-                           tuple(settings["splits"]))
+                           tuple(settings["splits"]), settings.get("balance_families", False))
     except WorkParseError as err:
         return ref.work_id, None, str(err)
     except Exception as err:  # a work that breaks the planner is skipped, not fatal

@@ -187,7 +187,7 @@ def _pick_texture(work: ParsedWork, rng: random.Random, styles: list[Style]) -> 
 
 
 def plan_clips(work: ParsedWork, seed: int, sample_rate: int, clip_seconds: tuple[float, float] = (10.0, 30.0),
-               proportions: Sequence[float] = (0.9, 0.05, 0.05)) -> list[ClipPlan]:
+               proportions: Sequence[float] = (0.9, 0.05, 0.05), balance_families: bool = False) -> list[ClipPlan]:
     """The clips of one work (1 to 4: longer works give more, from different sections).
 
     Args:
@@ -196,6 +196,9 @@ def plan_clips(work: ParsedWork, seed: int, sample_rate: int, clip_seconds: tupl
         sample_rate: output sample rate in Hz (fixes ``num_samples``).
         clip_seconds: (shortest, longest) clip duration in seconds, tail included.
         proportions: train/valid/test shares for :func:`assign_split`.
+        balance_families: draw the main instrument's family first, uniformly among the families the
+            texture offers, then an instrument of that family. By default instruments are drawn
+            uniformly, and as most melodic instruments are winds, a third of the clips are woodwind.
     Returns:
         The plans, in clip index order.
     """
@@ -220,7 +223,7 @@ def plan_clips(work: ParsedWork, seed: int, sample_rate: int, clip_seconds: tupl
         section = [s for s in starts if index * len(work.bars) / count <= s < (index + 1) * len(work.bars) / count]
         start = rng.choice(section) if section and index > 0 else (section[0] if section else starts[0])
         texture = _pick_texture(work, rng, styles)
-        plan = _choose_players(work, texture, styles, rng)
+        plan = _choose_players(work, texture, styles, rng, balance_families)
         if plan["style_obj"] is not None:
             bpm = rng.randint(*plan["style_obj"].bpm)
         else:
@@ -247,21 +250,32 @@ def plan_clips(work: ParsedWork, seed: int, sample_rate: int, clip_seconds: tupl
     return plans
 
 
-def _choose_players(work: ParsedWork, texture: str, styles: list[Style], rng: random.Random) -> dict:
-    """Instrument roles for a texture: a dict of the ClipPlan role fields plus 'style_obj'."""
+def _pick(options: Sequence, rng: random.Random, balance: bool, family=lambda name: instrument(name).family):
+    """One of ``options``; with ``balance``, a family first (uniformly among theirs), then an option of it."""
+    if balance:
+        chosen = rng.choice(sorted({family(option) for option in options}))
+        options = [option for option in options if family(option) == chosen]
+    return rng.choice(options)
+
+
+def _choose_players(work: ParsedWork, texture: str, styles: list[Style], rng: random.Random,
+                    balance: bool = False) -> dict:
+    """Instrument roles for a texture: a dict of the ClipPlan role fields plus 'style_obj'.
+
+    ``balance``: draw the main instrument by family first (see :func:`plan_clips`)."""
     roles = dict(style=texture, style_obj=None, parts=[], lead=None, chords=None, chord_pattern=None, bass=None,
                  bass_pattern=None, drums=None, kit=None, swing=False)
     num_parts = len(work.parts)
     if texture == "solo":
-        name = rng.choice(SOLO_MELODIC if num_parts == 1 else SOLO_POLYPHONIC)
+        name = _pick(SOLO_MELODIC if num_parts == 1 else SOLO_POLYPHONIC, rng, balance)
         roles.update(parts=[name] * num_parts, instrument=name, family=instrument(name).family)
     elif texture == "ensemble":
-        ensemble = rng.choice(ENSEMBLES)
+        ensemble = _pick(ENSEMBLES, rng, balance, family=lambda option: option.family)
         members = ensemble.members
         parts = [members[round(i * (len(members) - 1) / max(1, num_parts - 1))] for i in range(num_parts)]
         roles.update(parts=parts, instrument=ensemble.name, family=ensemble.family)
     elif texture == "accompanied":
-        lead = rng.choice(SOLO_MELODIC)
+        lead = _pick(SOLO_MELODIC, rng, balance)
         chords = rng.choice([name for name in ACCOMPANIMENT_CHORDS if name != lead])
         if work.compound:
             patterns = ("arpeggio", "block", "strum")
@@ -275,7 +289,7 @@ def _choose_players(work: ParsedWork, texture: str, styles: list[Style], rng: ra
                      bass_pattern="root" if with_bass else None, instrument=lead, family=instrument(lead).family)
     elif texture == "band":
         style = rng.choice(styles)
-        lead = rng.choice(style.leads)
+        lead = _pick(style.leads, rng, balance)
         chords = rng.choice([name for name in style.chords if name != lead] or style.chords)
         roles.update(style=style.name, style_obj=style, lead=lead, chords=chords,
                      chord_pattern=rng.choice(style.chord_patterns), bass=rng.choice(style.basses),
