@@ -179,6 +179,13 @@ def export_compression_pointer(name: str, path: str | os.PathLike, overwrite: bo
     return _atomic_save({"pretrained": name, "exported": True, "version": _version()}, target)
 
 
+def refuse_half_pointer(name: str, half: bool) -> None:
+    """Raise if float16 weights were asked for a codec written as a pointer (it has no weights)."""
+    if half:
+        raise ValueError(f"The codec {name!r} is written as a pointer, with no weights to store in float16: "
+                         "drop the float16 option (half=True, --compression-float16).")
+
+
 def export_compression(model: nn.Module, cfg: ConfigLike | None, path: str | os.PathLike,
                        overwrite: bool = False, half: bool = False) -> Path:
     """Write a compression model as AudioCraft's released ``compression_state_dict.bin``.
@@ -218,9 +225,7 @@ def export_compression(model: nn.Module, cfg: ConfigLike | None, path: str | os.
                 "to that name and export again; or, if it is the same codec as a Hub EnCodec, pass "
                 "compression_name='<hub name>' to export_pretrained() (--compression-name on the command line); "
                 "or export only the LM with export_lm().")
-        if half:
-            raise ValueError(f"This EnCodec is written as a pointer to {hub_name_of(model)!r}, which has no weights "
-                             "to store in float16: drop `half`.")
+        refuse_half_pointer(name, half)
         return export_compression_pointer(name, path, overwrite)
     if not isinstance(model, EncodecModel):
         raise TypeError(f"`model` must be an EncodecModel or an HFEncodecCompressionModel, got {type(model).__name__}.")

@@ -61,7 +61,7 @@ def _export_codec(source: str, target: Path, overwrite: bool, half: bool = False
         return export_compression(source, target, overwrite=overwrite, half=half)  # //sig/, folder or checkpoint
     name = resolve_pretrained_name(source[len(checkpoint.PRETRAINED_PREFIX):])
     if name == "debug_compression_model":
-        _refuse_half_pointer(name, half)
+        export.refuse_half_pointer(name, half)
         return export.export_compression_pointer(name, target, overwrite)
     folder = Path(name).expanduser()
     if folder.is_dir() and is_transformers_musicgen_folder(folder):  # a pointer to its Hub EnCodec
@@ -73,20 +73,14 @@ def _export_codec(source: str, target: Path, overwrite: bool, half: bool = False
     except FileNotFoundError:
         if loaders.looks_like_local_path(name) or Path(name).expanduser().exists():
             raise
-        _refuse_half_pointer(name, half)
+        export.refuse_half_pointer(name, half)
         return export.export_compression_pointer(name, target, overwrite)  # a transformers EnCodec on the Hub
     if half:
         if "best_state" not in package:  # a copy of a pointer
-            _refuse_half_pointer(name, half)
+            export.refuse_half_pointer(name, half)
         package = {**package, "best_state": export.half_state(package["best_state"])}
     export._check_target(target, overwrite, "out_folder")
     return export._atomic_save(package, target)
-
-
-def _refuse_half_pointer(name: str, half: bool) -> None:
-    if half:
-        raise ValueError(f"The codec {name!r} is written as a pointer, with no weights to store in float16: "
-                         "drop the float16 option.")
 
 
 def export_musicgen(xp_or_checkpoint: str | os.PathLike, out_folder: str | os.PathLike,
@@ -119,9 +113,8 @@ def export_musicgen(xp_or_checkpoint: str | os.PathLike, out_folder: str | os.Pa
 
     if compression_name and compression_model:
         raise ValueError("Give either compression_name (a Hub EnCodec pointer) or compression_model, not both.")
-    if compression_name and compression_half:
-        raise ValueError("compression_name writes a pointer to a Hub EnCodec, with no weights to store in float16: "
-                         "drop compression_half.")
+    if compression_name:
+        export.refuse_half_pointer(compression_name, compression_half)
     cfg, state = _load_run(xp_or_checkpoint)
     out = Path(out_folder).expanduser()
     if out.exists() and not out.is_dir():
