@@ -21,6 +21,9 @@ codebooks). With ``+freeze=[encoder,quantizer]`` as well, the codes are then fix
 ``+parts_from.<part>=<codec>`` takes that part from another codec of the same shapes (e.g. the decoder of the
 run the quantizer was fitted for). With every part frozen, a run changes no weights: it fits a new quantizer
 or puts parts together, and evaluates and saves the result (``optim.updates_per_epoch=1 optim.epochs=1``).
+``+adversaries_from=<run>`` starts the discriminators from another run's trained ones (same
+``adversarial`` and discriminator options; their optimizers start afresh), so that a run continuing
+a decoder does not go back through the epochs where an untrained discriminator gives no signal.
 
 Valid reports the same losses; evaluate reports ``sisnr`` (AudioCraft's SI-SNR loss, i.e. minus the
 SI-SNR in dB: lower is better) and ``mel`` (mel-spectrogram L1 distance) on the evaluate split;
@@ -99,6 +102,10 @@ class CompressionSolver(StandardSolver):
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = builders.get_optimizer(trainable, cfg.optim) if trainable else None
         self.adv_losses = builders.get_adversarial_losses(cfg, self.device)
+        self.adversaries_from = cfg.get("adversaries_from")
+        if self.adversaries_from and not self.adv_losses:
+            raise ValueError(f"adversaries_from={self.adversaries_from}: this config trains no discriminator "
+                             "(adversarial.adversaries is empty); set adversarial.adversaries or drop adversaries_from.")
         self.aux_losses, self.info_losses = nn.ModuleDict(), nn.ModuleDict()
         weights: dict[str, float] = {}
         for name, weight in builders.as_dict(cfg.losses, "losses").items():
@@ -151,9 +158,29 @@ class CompressionSolver(StandardSolver):
         return {**state, "model": model}
 
     def restore(self, load_best: bool = False, ignore_state_keys=()) -> bool:
+        fresh = not self.checkpoint_path().exists()
         loaded = super().restore(load_best, ignore_state_keys)
+        if fresh and self.adversaries_from:
+            self._load_adversaries(str(self.adversaries_from))
         self._fit_codebooks()
         return loaded
+
+    def _load_adversaries(self, source: str) -> None:
+        """Load the discriminator weights of training run ``source`` (not their optimizer states)."""
+        path = checkpoint.resolve_checkpoint_path(source)
+        states = checkpoint.load_checkpoint(path, trust_pickle=True).get("adv_losses") or {}
+        weights = {key: value for key, value in states.items() if not key.endswith(".optimizer")}
+        mine = self.adv_losses.state_dict()
+        expected = {key: value.shape for key, value in mine.items() if not key.endswith(".optimizer")}
+        if {key: value.shape for key, value in weights.items()} != expected:
+            theirs = sorted({key.split(".")[0] for key in weights}) or "none"
+            raise ValueError(f"adversaries_from={source}: {str(path)!r} has discriminators {theirs} whose weights "
+                             f"do not have this config's shapes (discriminators {sorted(self.adv_losses)}). Use "
+                             "that run's adversarial and discriminator options (e.g. msstftd.filters, n_ffts).")
+        self.adv_losses.load_state_dict({**mine, **weights})
+        for adversary in self.adv_losses.values():
+            distributed.broadcast_module(adversary)
+        logger.info("Discriminators %s from %s", sorted(self.adv_losses), path)
 
     @torch.no_grad()
     def _fit_codebooks(self) -> None:

@@ -296,6 +296,35 @@ def test_new_quantizer_options_are_checked(manifest, tmp_path):
             get_solver(compose_config(base + [option]), folder=tmp_path / "bad2").build()
 
 
+def test_adversaries_from_starts_the_discriminators_of_another_run(manifest, tmp_path):
+    """+adversaries_from=<run>: a fresh run starts with that run's discriminator weights (its optimizer
+    afresh); a resumed run keeps its own; other discriminator shapes are refused with the option to fix."""
+    _run(compose_config(debug_overrides(manifest, epochs=1, updates=2) + WITH_ADVERSARY), tmp_path / "first")
+    theirs = checkpoint.load_checkpoint(tmp_path / "first" / "checkpoint.th", trust_pickle=True)["adv_losses"]
+    options = debug_overrides(manifest, epochs=1, updates=1) + WITH_ADVERSARY + [
+        f"continue_from={tmp_path / 'first'}", f"+adversaries_from={tmp_path / 'first'}"]
+    solver = get_solver(compose_config(options), folder=tmp_path / "second")
+    solver.restore()
+    weights = {key: value for key, value in solver.adv_losses.state_dict().items() if not key.endswith("optimizer")}
+    assert weights and all(torch.equal(value, theirs[key]) for key, value in weights.items())
+    assert solver.adv_losses["msstftd"].optimizer.state_dict()["state"] == {}
+    fresh = get_solver(compose_config(options[:-1]), folder=tmp_path / "third")
+    fresh.restore()
+    assert any(not torch.equal(value, fresh.adv_losses.state_dict()[key]) for key, value in weights.items())
+    solver.run()  # trains one epoch: its checkpoint now holds its own discriminator
+    own = {key: value.clone() for key, value in solver.adv_losses.state_dict().items() if key in weights}
+    resumed = get_solver(compose_config(options), folder=tmp_path / "second")
+    resumed.restore()
+    assert all(torch.equal(value, own[key]) for key, value in resumed.adv_losses.state_dict().items() if key in own)
+    assert any(not torch.equal(own[key], theirs[key]) for key in own)
+    wider = get_solver(compose_config(options + ["msstftd.filters=4"]), folder=tmp_path / "bad")
+    with pytest.raises(ValueError, match="msstftd.filters"):
+        wider.restore()
+    with pytest.raises(ValueError, match="trains no discriminator"):
+        get_solver(compose_config(debug_overrides(manifest) + [f"+adversaries_from={tmp_path / 'first'}"]),
+                   folder=tmp_path / "bad2").build()
+
+
 @pytest.mark.parametrize("freeze, message", [(["encoder", "bottleneck"], "unknown part"),
                                              (["encoder", "quantizer", "decoder"], "nothing would be trained")])
 def test_bad_freeze_option_is_an_actionable_error(manifest, tmp_path, freeze, message):
