@@ -13,16 +13,23 @@ variable named below, run the grid again.
 5. codec, phase 5 (``AUDIOCRAFT_DEFAULT_CODEC_SIG4`` = phase 4): a new quantizer of 4 codebooks of
    2048 entries fitted by k-means on 750 batches of the encoder's latents, then the decoder alone
    with the phase-4 losses for ``PHASE5["optim.epochs"]`` epochs.
-6. the MusicGen LM (solver=musicgen/default_model_16khz) from scratch on the codes of phase 5
+6. codec, phase 6 (``AUDIOCRAFT_DEFAULT_CODEC_SIG5`` = phase 5): the decoder alone again, on the
+   family-balanced dataset, starting with phase 5's trained discriminator (``+adversaries_from``),
+   10 epochs. The codes are phase 5's: the LM of stages 7 and 8 renders through this decoder.
+7. the MusicGen LM (solver=musicgen/default_model_16khz) from scratch on the codes of phase 5
    (``AUDIOCRAFT_DEFAULT_CODEC_SIG`` = phase 5), 24 epochs.
+8. the LM fine-tuned on the family-balanced dataset (``AUDIOCRAFT_DEFAULT_LM_SIG`` = stage 7):
+   learning rate 5e-4, 12 epochs.
 
-Phases 1-3 read the 7 h dataset (``scripts/make_music_dataset.py --hours 7 --seed 0``), phases 4-6
-the 20 h one (``--hours 20 --seed 0``: the same clips in the same splits, and more). Point
+Phases 1-3 read the 7 h dataset (``scripts/make_music_dataset.py --hours 7 --seed 0``), phases 4-5
+and stage 7 the 20 h one (``--hours 20 --seed 0``: the same clips in the same splits, and more),
+phase 6 and stage 8 the balanced one (``--hours 30 --seed 0 --balance-families``). Point
 $AUDIOCRAFT_MUSIC21_GM (default data/music21_gm) at the right one for each stage; the data folder
 is not part of a signature. The compression solver has no learning-rate schedule, so
 ``optim.epochs`` only says where each phase stopped. The shipped files are written by
-``python -m audiocraft.solvers.musicgen export <stage 6 signature> audiocraft/assets/default_model
---compression-float16``. See docs/DEFAULT_MODEL.md for what each stage measured.
+``python -m audiocraft.solvers.musicgen export <stage 8 signature> audiocraft/assets/default_model
+--compression-model //sig/<phase 6 signature> --compression-float16``. See docs/DEFAULT_MODEL.md for
+what each stage measured.
 """
 import os
 
@@ -36,8 +43,12 @@ ADVERSARIAL_DECODER = {"+freeze": ["encoder", "quantizer"], "adversarial.adversa
                        "msstftd.filters": 16, "msstftd.n_ffts": [1024, 512, 256],
                        "msstftd.hop_lengths": [256, 128, 64], "msstftd.win_lengths": [1024, 512, 256]}
 PHASE4 = {**ADVERSARIAL_DECODER, "optim.epochs": 9}
-PHASE5 = {**ADVERSARIAL_DECODER, "+reinit": ["quantizer"], "rvq.n_q": 4, "rvq.bins": 2048, "rvq.kmeans_iters": 25,
-          "+quantizer_init_batches": 750, "optim.epochs": 8}
+QUANTIZER = {"rvq.n_q": 4, "rvq.bins": 2048, "rvq.kmeans_iters": 25}
+PHASE5 = {**ADVERSARIAL_DECODER, **QUANTIZER, "+reinit": ["quantizer"], "+quantizer_init_batches": 750,
+          "optim.epochs": 8}
+PHASE6 = {**ADVERSARIAL_DECODER, **QUANTIZER, "optim.epochs": 10}
+LM = "musicgen/default_model_16khz"
+LM_FINE_TUNE = {"optim.lr": 5e-4, "optim.epochs": 12}
 
 
 @BaseExplorer
@@ -49,6 +60,13 @@ def explorer(launcher):
         previous = os.environ.get(variable)
         if previous:
             launcher(solver=CODEC, continue_from=f"//sig/{previous}", **phase)
+    phase5 = os.environ.get("AUDIOCRAFT_DEFAULT_CODEC_SIG5")
+    if phase5:
+        launcher(solver=CODEC, continue_from=f"//sig/{phase5}", **{"+adversaries_from": f"//sig/{phase5}"}, **PHASE6)
     codec_sig = os.environ.get("AUDIOCRAFT_DEFAULT_CODEC_SIG")
     if codec_sig:
-        launcher(solver="musicgen/default_model_16khz", compression_model_checkpoint=f"//sig/{codec_sig}")
+        launcher(solver=LM, compression_model_checkpoint=f"//sig/{codec_sig}")
+        lm_sig = os.environ.get("AUDIOCRAFT_DEFAULT_LM_SIG")
+        if lm_sig:
+            launcher(solver=LM, compression_model_checkpoint=f"//sig/{codec_sig}", continue_from=f"//sig/{lm_sig}",
+                     **LM_FINE_TUNE)

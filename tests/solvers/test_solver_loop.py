@@ -278,7 +278,8 @@ def test_compression_debug_grid_schedules_composable_experiments():
 def test_default_model_grid_stages_follow_the_signatures_given(monkeypatch):
     from audiocraft.grids import default_model
 
-    names = [f"AUDIOCRAFT_DEFAULT_CODEC_SIG{i}" for i in range(1, 5)] + ["AUDIOCRAFT_DEFAULT_CODEC_SIG"]
+    names = [f"AUDIOCRAFT_DEFAULT_CODEC_SIG{i}" for i in range(1, 6)] + ["AUDIOCRAFT_DEFAULT_CODEC_SIG",
+                                                                        "AUDIOCRAFT_DEFAULT_LM_SIG"]
     for name in names:
         monkeypatch.delenv(name, raising=False)
     launcher = FakeLauncher()
@@ -287,17 +288,23 @@ def test_default_model_grid_stages_follow_the_signatures_given(monkeypatch):
 
     for i, name in enumerate(names):
         monkeypatch.setenv(name, f"aaaa000{i + 1}")
+    monkeypatch.setenv("AUDIOCRAFT_DEFAULT_CODEC_SIG", "aaaa0005")  # the LM is trained on phase 5's codes
     launcher = FakeLauncher()
     default_model.explorer(launcher)
     cfgs = [compose_config(launcher.overrides(call)) for call in launcher.calls]
-    assert [cfg.solver for cfg in cfgs] == ["compression"] * 5 + ["musicgen"]
-    assert [cfg.continue_from for cfg in cfgs] == [None] + [f"//sig/aaaa000{i}" for i in range(1, 5)] + [None]
-    assert all(cfg.losses.mrstft == 2 for cfg in cfgs[1:5]) and "mrstft" not in cfgs[0].losses
-    assert all(cfg.losses.sisnr == 0 and cfg.losses.l1 == 0.1 for cfg in cfgs[2:5])
-    for adversarial in cfgs[3:5]:  # phases 4 and 5 train the decoder alone against a discriminator
+    assert [cfg.solver for cfg in cfgs] == ["compression"] * 6 + ["musicgen"] * 2
+    assert [cfg.continue_from for cfg in cfgs] == [None] + [f"//sig/aaaa000{i}" for i in range(1, 6)] + [
+        None, "//sig/aaaa0007"]
+    assert all(cfg.losses.mrstft == 2 for cfg in cfgs[1:6]) and "mrstft" not in cfgs[0].losses
+    assert all(cfg.losses.sisnr == 0 and cfg.losses.l1 == 0.1 for cfg in cfgs[2:6])
+    for adversarial in cfgs[3:6]:  # phases 4 to 6 train the decoder alone against a discriminator
         assert list(adversarial.freeze) == ["encoder", "quantizer"] and list(adversarial.adversarial.adversaries)
     assert list(cfgs[4].reinit) == ["quantizer"] and (cfgs[4].rvq.n_q, cfgs[4].rvq.bins) == (4, 2048)
-    lm = cfgs[5]
-    assert lm.compression_model_checkpoint == "//sig/aaaa0005"
-    assert (lm.transformer_lm.n_q, lm.transformer_lm.card) == (cfgs[4].rvq.n_q, cfgs[4].rvq.bins)
-    assert list(lm.codebooks_pattern.delay.delays) == list(range(lm.transformer_lm.n_q))
+    phase6 = cfgs[5]  # phase 5's codes, quantizer and discriminator; nothing refitted
+    assert phase6.adversaries_from == "//sig/aaaa0005" and "reinit" not in phase6
+    assert (phase6.rvq.n_q, phase6.rvq.bins) == (4, 2048)
+    for lm in cfgs[6:]:
+        assert lm.compression_model_checkpoint == "//sig/aaaa0005"
+        assert (lm.transformer_lm.n_q, lm.transformer_lm.card) == (cfgs[4].rvq.n_q, cfgs[4].rvq.bins)
+        assert list(lm.codebooks_pattern.delay.delays) == list(range(lm.transformer_lm.n_q))
+    assert cfgs[7].optim.lr == 5e-4 and cfgs[7].optim.epochs == 12 and cfgs[6].optim.epochs == 24
