@@ -62,7 +62,8 @@ def explorer(launcher):
             launcher(solver=CODEC, continue_from=f"//sig/{previous}", **phase)
     phase5 = os.environ.get("AUDIOCRAFT_DEFAULT_CODEC_SIG5")
     if phase5:
-        launcher(solver=CODEC, continue_from=f"//sig/{phase5}", **{"+adversaries_from": f"//sig/{phase5}"}, **PHASE6)
+        source = f"//sig/{phase5}"  # its weights and its trained discriminator
+        launcher(solver=CODEC, continue_from=source, **PHASE6, **{"+adversaries_from": source})
     codec_sig = os.environ.get("AUDIOCRAFT_DEFAULT_CODEC_SIG")
     if codec_sig:
         launcher(solver=LM, compression_model_checkpoint=f"//sig/{codec_sig}")

@@ -21,8 +21,9 @@ codebooks). With ``+freeze=[encoder,quantizer]`` as well, the codes are then fix
 ``+parts_from.<part>=<codec>`` takes that part from another codec of the same shapes (e.g. the decoder of the
 run the quantizer was fitted for). With every part frozen, a run changes no weights: it fits a new quantizer
 or puts parts together, and evaluates and saves the result (``optim.updates_per_epoch=1 optim.epochs=1``).
-``+adversaries_from=<run>`` starts the discriminators from another run's trained ones (same
-``adversarial`` and discriminator options; their optimizers start afresh), so that a run continuing
+``+adversaries_from=<run>`` starts the discriminators from another run's trained ones (those of its
+last checkpoint, with the same ``adversarial`` and discriminator options; their optimizers start
+afresh), so that a run continuing
 a decoder does not go back through the epochs where an untrained discriminator gives no signal.
 
 Valid reports the same losses; evaluate reports ``sisnr`` (AudioCraft's SI-SNR loss, i.e. minus the
@@ -170,13 +171,19 @@ class CompressionSolver(StandardSolver):
         path = checkpoint.resolve_checkpoint_path(source)
         states = checkpoint.load_checkpoint(path, trust_pickle=True).get("adv_losses") or {}
         weights = {key: value for key, value in states.items() if not key.endswith(".optimizer")}
+        if not weights:
+            raise ValueError(f"adversaries_from={source}: {str(path)!r} holds no discriminator weights (an exported "
+                             "codec, or a run without adversarial.adversaries). Give the folder or //sig/ of a "
+                             "training run that had discriminators.")
         mine = self.adv_losses.state_dict()
         expected = {key: value.shape for key, value in mine.items() if not key.endswith(".optimizer")}
-        if {key: value.shape for key, value in weights.items()} != expected:
-            theirs = sorted({key.split(".")[0] for key in weights}) or "none"
-            raise ValueError(f"adversaries_from={source}: {str(path)!r} has discriminators {theirs} whose weights "
-                             f"do not have this config's shapes (discriminators {sorted(self.adv_losses)}). Use "
-                             "that run's adversarial and discriminator options (e.g. msstftd.filters, n_ffts).")
+        shapes = {key: value.shape for key, value in weights.items()}
+        if shapes != expected:
+            key = sorted(set(shapes) ^ set(expected)) or [k for k in sorted(expected) if shapes[k] != expected[k]]
+            raise ValueError(f"adversaries_from={source}: the discriminators of {str(path)!r} do not have this "
+                             f"config's shapes ({key[0]}: {tuple(shapes.get(key[0], ()))} there, "
+                             f"{tuple(expected.get(key[0], ()))} here). Use that run's adversarial and "
+                             "discriminator options (e.g. msstftd.filters, msstftd.n_ffts).")
         self.adv_losses.load_state_dict({**mine, **weights})
         for adversary in self.adv_losses.values():
             distributed.broadcast_module(adversary)

@@ -299,9 +299,10 @@ def test_new_quantizer_options_are_checked(manifest, tmp_path):
 def test_adversaries_from_starts_the_discriminators_of_another_run(manifest, tmp_path):
     """+adversaries_from=<run>: a fresh run starts with that run's discriminator weights (its optimizer
     afresh); a resumed run keeps its own; other discriminator shapes are refused with the option to fix."""
-    _run(compose_config(debug_overrides(manifest, epochs=1, updates=2) + WITH_ADVERSARY), tmp_path / "first")
+    adversary = WITH_ADVERSARY + ["adversarial.every=1"]  # a discriminator step on every update, whatever the seed
+    _run(compose_config(debug_overrides(manifest, epochs=1, updates=2) + adversary), tmp_path / "first")
     theirs = checkpoint.load_checkpoint(tmp_path / "first" / "checkpoint.th", trust_pickle=True)["adv_losses"]
-    options = debug_overrides(manifest, epochs=1, updates=1) + WITH_ADVERSARY + [
+    options = debug_overrides(manifest, epochs=1, updates=1) + adversary + [
         f"continue_from={tmp_path / 'first'}", f"+adversaries_from={tmp_path / 'first'}"]
     solver = get_solver(compose_config(options), folder=tmp_path / "second")
     solver.restore()
@@ -320,6 +321,10 @@ def test_adversaries_from_starts_the_discriminators_of_another_run(manifest, tmp
     wider = get_solver(compose_config(options + ["msstftd.filters=4"]), folder=tmp_path / "bad")
     with pytest.raises(ValueError, match="msstftd.filters"):
         wider.restore()
+    exported = export_compression(tmp_path / "first", tmp_path / "exported" / "compression_state_dict.bin")
+    plain = get_solver(compose_config(options[:-1] + [f"+adversaries_from={exported}"]), folder=tmp_path / "bad3")
+    with pytest.raises(ValueError, match="holds no discriminator"):
+        plain.restore()
     with pytest.raises(ValueError, match="trains no discriminator"):
         get_solver(compose_config(debug_overrides(manifest) + [f"+adversaries_from={tmp_path / 'first'}"]),
                    folder=tmp_path / "bad2").build()

@@ -286,9 +286,11 @@ def test_default_model_grid_stages_follow_the_signatures_given(monkeypatch):
     default_model.explorer(launcher)
     assert len(launcher.calls) == 1  # only phase 1 until its signature is known
 
-    for i, name in enumerate(names):
-        monkeypatch.setenv(name, f"aaaa000{i + 1}")
-    monkeypatch.setenv("AUDIOCRAFT_DEFAULT_CODEC_SIG", "aaaa0005")  # the LM is trained on phase 5's codes
+    signatures = {f"AUDIOCRAFT_DEFAULT_CODEC_SIG{i}": f"aaaa000{i}" for i in range(1, 6)}
+    signatures.update(AUDIOCRAFT_DEFAULT_CODEC_SIG="aaaa0005",  # the LMs are trained on phase 5's codes
+                      AUDIOCRAFT_DEFAULT_LM_SIG="aaaa0007")
+    for name, signature in signatures.items():
+        monkeypatch.setenv(name, signature)
     launcher = FakeLauncher()
     default_model.explorer(launcher)
     cfgs = [compose_config(launcher.overrides(call)) for call in launcher.calls]
@@ -302,6 +304,7 @@ def test_default_model_grid_stages_follow_the_signatures_given(monkeypatch):
     assert list(cfgs[4].reinit) == ["quantizer"] and (cfgs[4].rvq.n_q, cfgs[4].rvq.bins) == (4, 2048)
     phase6 = cfgs[5]  # phase 5's codes, quantizer and discriminator; nothing refitted
     assert phase6.adversaries_from == "//sig/aaaa0005" and "reinit" not in phase6
+    assert phase6.msstftd == cfgs[4].msstftd and phase6.adversarial == cfgs[4].adversarial  # the discriminator fits
     assert (phase6.rvq.n_q, phase6.rvq.bins) == (4, 2048)
     for lm in cfgs[6:]:
         assert lm.compression_model_checkpoint == "//sig/aaaa0005"
