@@ -23,8 +23,8 @@ run the quantizer was fitted for). With every part frozen, a run changes no weig
 or puts parts together, and evaluates and saves the result (``optim.updates_per_epoch=1 optim.epochs=1``).
 ``+adversaries_from=<run>`` starts the discriminators from another run's trained ones (those of its
 last checkpoint, with the same ``adversarial`` and discriminator options; their optimizers start
-afresh), so that a run continuing
-a decoder does not go back through the epochs where an untrained discriminator gives no signal.
+afresh), so that a run continuing a decoder does not go back through the epochs where an untrained
+discriminator gives no signal.
 
 Valid reports the same losses; evaluate reports ``sisnr`` (AudioCraft's SI-SNR loss, i.e. minus the
 SI-SNR in dB: lower is better) and ``mel`` (mel-spectrogram L1 distance) on the evaluate split;
@@ -168,8 +168,8 @@ class CompressionSolver(StandardSolver):
 
     def _load_adversaries(self, source: str) -> None:
         """Load the discriminator weights of training run ``source`` (not their optimizer states)."""
-        path = checkpoint.resolve_checkpoint_path(source)
-        states = checkpoint.load_checkpoint(path, trust_pickle=True).get("adv_losses") or {}
+        path, package, _ = checkpoint.load_run_checkpoint(source)
+        states = package.get("adv_losses") or {}
         weights = {key: value for key, value in states.items() if not key.endswith(".optimizer")}
         if not weights:
             raise ValueError(f"adversaries_from={source}: {str(path)!r} holds no discriminator weights (an exported "
@@ -179,10 +179,10 @@ class CompressionSolver(StandardSolver):
         expected = {key: value.shape for key, value in mine.items() if not key.endswith(".optimizer")}
         shapes = {key: value.shape for key, value in weights.items()}
         if shapes != expected:
-            key = sorted(set(shapes) ^ set(expected)) or [k for k in sorted(expected) if shapes[k] != expected[k]]
+            key = next(k for k in sorted(set(shapes) | set(expected)) if shapes.get(k) != expected.get(k))
             raise ValueError(f"adversaries_from={source}: the discriminators of {str(path)!r} do not have this "
-                             f"config's shapes ({key[0]}: {tuple(shapes.get(key[0], ()))} there, "
-                             f"{tuple(expected.get(key[0], ()))} here). Use that run's adversarial and "
+                             f"config's shapes ({key}: {tuple(shapes.get(key, ()))} there, "
+                             f"{tuple(expected.get(key, ()))} here). Use that run's adversarial and "
                              "discriminator options (e.g. msstftd.filters, msstftd.n_ffts).")
         self.adv_losses.load_state_dict({**mine, **weights})
         for adversary in self.adv_losses.values():
