@@ -20,7 +20,9 @@ the first update (without it, on the first batch alone, as AudioCraft does: too 
 codebooks). With ``+freeze=[encoder,quantizer]`` as well, the codes are then fixed and the decoder learns them.
 ``+parts_from.<part>=<codec>`` takes that part from another codec of the same shapes (e.g. the decoder of the
 run the quantizer was fitted for). With every part frozen, a run changes no weights: it fits a new quantizer
-or puts parts together, and evaluates and saves the result (``optim.updates_per_epoch=1 optim.epochs=1``).
+or puts parts together, and evaluates and saves the result (``optim.updates_per_epoch=1 optim.epochs=1``);
+with discriminators (``adversarial.adversaries``), it trains them alone against the fixed codec: a warm-up
+for a later run that starts from them with ``+adversaries_from``.
 ``+adversaries_from=<run>`` starts the discriminators from another run's trained ones (those of its
 last checkpoint, with the same ``adversarial`` and discriminator options; their optimizers start
 afresh), so that a run continuing a decoder does not go back through the epochs where an untrained
@@ -89,10 +91,6 @@ class CompressionSolver(StandardSolver):
             if value and not cfg.continue_from:
                 raise ValueError(f"{option}={value} replaces parts of the model that continue_from gives, but "
                                  "continue_from is not set.")
-        if set(self.frozen) == set(_FREEZABLE) and not (self.reinit or self.parts_from):
-            raise ValueError("freeze lists every part of the model: nothing would be trained. (Freezing every "
-                             "part is for runs that only fit a new quantizer (+reinit=[quantizer]) or take "
-                             "parts from other codecs (+parts_from.<part>=...).)")
         self.quantizer_init_batches = cfg.get("quantizer_init_batches")
         if self.quantizer_init_batches is not None and not _whole_number_in(self.quantizer_init_batches, 1):
             raise ValueError(f"quantizer_init_batches={self.quantizer_init_batches!r}: give a number of training "
@@ -103,6 +101,11 @@ class CompressionSolver(StandardSolver):
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = builders.get_optimizer(trainable, cfg.optim) if trainable else None
         self.adv_losses = builders.get_adversarial_losses(cfg, self.device)
+        if set(self.frozen) == set(_FREEZABLE) and not (self.reinit or self.parts_from or self.adv_losses):
+            raise ValueError("freeze lists every part of the model: nothing would be trained. (Freezing every "
+                             "part is for runs that only fit a new quantizer (+reinit=[quantizer]), take "
+                             "parts from other codecs (+parts_from.<part>=...) or train the discriminators "
+                             "alone (adversarial.adversaries=[...]).)")
         self.adversaries_from = cfg.get("adversaries_from")
         if self.adversaries_from and not self.adv_losses:
             raise ValueError(f"adversaries_from={self.adversaries_from}: this config trains no discriminator "

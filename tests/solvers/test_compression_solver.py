@@ -330,6 +330,23 @@ def test_adversaries_from_starts_the_discriminators_of_another_run(manifest, tmp
                    folder=tmp_path / "bad2").build()
 
 
+def test_every_part_frozen_with_adversaries_trains_the_discriminators_alone(manifest, tmp_path):
+    """A discriminator warm-up: the codec's weights stay those of continue_from, the discriminators learn."""
+    adversary = WITH_ADVERSARY + ["adversarial.every=1"]
+    _run(compose_config(debug_overrides(manifest, epochs=1, updates=1) + adversary), tmp_path / "first")
+    codec = CompressionSolver.model_from_checkpoint(tmp_path / "first").state_dict()
+    start = checkpoint.load_checkpoint(tmp_path / "first" / "checkpoint.th", trust_pickle=True)["adv_losses"]
+    solver = _run(compose_config(debug_overrides(manifest, epochs=1, updates=2) + adversary + [
+        f"continue_from={tmp_path / 'first'}", f"+adversaries_from={tmp_path / 'first'}",
+        "+freeze=[encoder,quantizer,decoder]"]), tmp_path / "warm-up")
+    assert solver.optimizer is None
+    warmed = CompressionSolver.model_from_checkpoint(tmp_path / "warm-up").state_dict()
+    assert all(torch.equal(value, codec[key]) for key, value in warmed.items())
+    trained = checkpoint.load_checkpoint(tmp_path / "warm-up" / "checkpoint.th", trust_pickle=True)["adv_losses"]
+    weights = [key for key in start if not key.endswith("optimizer")]
+    assert weights and any(not torch.equal(trained[key], start[key]) for key in weights)
+
+
 @pytest.mark.parametrize("freeze, message", [(["encoder", "bottleneck"], "unknown part"),
                                              (["encoder", "quantizer", "decoder"], "nothing would be trained")])
 def test_bad_freeze_option_is_an_actionable_error(manifest, tmp_path, freeze, message):
