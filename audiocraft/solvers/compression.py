@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..models import builders as model_builders
@@ -95,6 +95,8 @@ class CompressionSolver(StandardSolver):
         if self.quantizer_init_batches is not None and not _whole_number_in(self.quantizer_init_batches, 1):
             raise ValueError(f"quantizer_init_batches={self.quantizer_init_batches!r}: give a number of training "
                              "batches >= 1 whose latents the codebooks are fitted on.")
+        if "quantizer" not in self.frozen:
+            _warn_if_codebooks_churn(cfg, self.model)
         self.lm_resampler = LMResampler.from_config(cfg.get("lm_resample"), self.frozen, self.model, self.device)
         for part in self.frozen:
             getattr(self.model, part).requires_grad_(False)
@@ -368,6 +370,29 @@ def _model_parts(value: Any, option: str) -> list[str]:
     if unknown:
         raise ValueError(f"{option}={parts}: unknown part(s) {unknown}; choose among {list(_FREEZABLE)}.")
     return parts
+
+
+def _warn_if_codebooks_churn(cfg: DictConfig, model: CompressionModel) -> None:
+    """Warn when ``rvq.threshold_ema_dead_code`` would re-draw most codebook entries at every step.
+
+    An entry's EMA usage tends to the number of its uses per step; averaged over the entries that is
+    (latent frames per batch) / (entries). At or under twice the threshold, most entries keep falling
+    under it and are replaced by random latents of the batch, so the codebooks never settle (seen with
+    2048 entries and 200 frames per batch: two thirds of the entries at the threshold after 1,000 updates).
+    """
+    threshold = float(OmegaConf.select(cfg, "rvq.threshold_ema_dead_code", default=0) or 0)
+    bins = OmegaConf.select(cfg, "rvq.bins", default=None)
+    if threshold <= 0 or not bins:
+        return
+    batch = builders.per_process_batch_size(int(cfg.dataset.batch_size), "dataset.batch_size")
+    frames = batch * float(cfg.dataset.segment_duration) * float(model.frame_rate)
+    usage = frames / int(bins)
+    if usage <= 2 * threshold:
+        logger.warning("rvq.threshold_ema_dead_code=%g: with %d latent frames per training batch and %d entries "
+                       "per codebook, an entry is used %.3g times per step on average, so most entries will fall "
+                       "under the threshold and be re-drawn at every step (the codebooks churn). Set it under "
+                       "%.2g (or 0), train on larger batches, or freeze the quantizer (+freeze=[quantizer]).",
+                       threshold, round(frames), int(bins), usage, usage / 4)
 
 
 def _frozen_parts(freeze: Any) -> list[str]:

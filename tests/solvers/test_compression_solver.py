@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -345,6 +346,24 @@ def test_every_part_frozen_with_adversaries_trains_the_discriminators_alone(mani
     trained = checkpoint.load_checkpoint(tmp_path / "warm-up" / "checkpoint.th", trust_pickle=True)["adv_losses"]
     weights = [key for key in start if not key.endswith("optimizer")]
     assert weights and any(not torch.equal(trained[key], start[key]) for key in weights)
+
+
+def test_a_dead_code_threshold_that_would_churn_the_codebooks_is_warned(manifest, tmp_path, caplog):
+    base = debug_overrides(manifest, epochs=1, updates=1)
+    solver = get_solver(compose_config(base), folder=tmp_path / "probe")
+    solver.build()
+    usage = 2 * 0.5 * solver.model.frame_rate / 32  # batch 2 x 0.5 s of latent frames over 32 entries
+    cases = [([f"rvq.threshold_ema_dead_code={usage}"], True), ([f"rvq.threshold_ema_dead_code={usage / 4}"], False),
+             ([f"rvq.threshold_ema_dead_code={usage}", "+freeze=[quantizer]"], False),
+             (["rvq.threshold_ema_dead_code=0"], False)]
+    for options, warned in cases:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="audiocraft"):
+            get_solver(compose_config(base + options), folder=tmp_path / "xp").build()
+        churn = [r.getMessage() for r in caplog.records if "codebooks churn" in r.getMessage()]
+        assert bool(churn) == warned, options
+        if warned:
+            assert "32 entries" in churn[0] and "+freeze=[quantizer]" in churn[0]
 
 
 @pytest.mark.parametrize("freeze, message", [(["encoder", "bottleneck"], "unknown part"),
