@@ -382,10 +382,11 @@ def _warn_if_codebooks_churn(cfg: DictConfig, model: CompressionModel) -> None:
     """
     threshold = float(OmegaConf.select(cfg, "rvq.threshold_ema_dead_code", default=0) or 0)
     bins = OmegaConf.select(cfg, "rvq.bins", default=None)
-    if threshold <= 0 or not bins:
-        return
+    duration = OmegaConf.select(cfg, "dataset.segment_duration", default=None)
+    if threshold <= 0 or not bins or not duration:
+        return  # no dead-code replacement, or no fixed batch size in frames to judge it by
     batch = builders.per_process_batch_size(int(cfg.dataset.batch_size), "dataset.batch_size")
-    frames = batch * float(cfg.dataset.segment_duration) * float(model.frame_rate)
+    frames = batch * float(duration) * float(model.frame_rate)
     usage = frames / int(bins)
     if usage <= 2 * threshold:
         logger.warning("rvq.threshold_ema_dead_code=%g: with %d latent frames per training batch and %d entries "
