@@ -15,20 +15,33 @@ variable named below, run the grid again.
    with the phase-4 losses for ``PHASE5["optim.epochs"]`` epochs.
 6. codec, phase 6 (``AUDIOCRAFT_DEFAULT_CODEC_SIG5`` = phase 5): the decoder alone again, on the
    family-balanced dataset, starting with phase 5's trained discriminator (``+adversaries_from``),
-   10 epochs. The codes are phase 5's: the LM of stages 7 and 8 renders through this decoder.
-7. the MusicGen LM (solver=musicgen/default_model_16khz) from scratch on the codes of phase 5
-   (``AUDIOCRAFT_DEFAULT_CODEC_SIG`` = phase 5), 24 epochs.
-8. the LM fine-tuned on the family-balanced dataset (``AUDIOCRAFT_DEFAULT_LM_SIG`` = stage 7):
-   learning rate 5e-4, 12 epochs.
+   10 epochs.
+7. codec, phase 7 (``AUDIOCRAFT_DEFAULT_CODEC_SIG6`` = phase 6): a wider decoder (48 base filters
+   instead of 32) from scratch on the frozen encoder and quantizer (``+reinit=[decoder]``), with
+   phase 1's losses, 8 epochs. The codes stay phase 5's.
+8. codec, phase 8 (``AUDIOCRAFT_DEFAULT_CODEC_SIG7`` = phase 7): the wide decoder with phase 3's
+   losses, 4 epochs.
+9. codec, phase 9 (``AUDIOCRAFT_DEFAULT_CODEC_SIG8`` = phase 8): every part frozen, so that only
+   the discriminator trains against the wide decoder (a warm-up), 2 epochs.
+10. codec, phase 10 (``AUDIOCRAFT_DEFAULT_CODEC_SIG9`` = phase 9): the wide decoder against the
+    warmed-up discriminator, phase 6's losses, 12 epochs.
+11. codec, phase 11 (``AUDIOCRAFT_DEFAULT_CODEC_SIG10`` = phase 10): the same, continued with
+    phase 10's discriminator for ``PHASE11["optim.epochs"]`` more epochs (a new run, because
+    ``optim.epochs`` is part of the signature). This is the shipped decoder.
+12. the MusicGen LM (solver=musicgen/default_model_16khz) from scratch on the codes of phase 5
+    (``AUDIOCRAFT_DEFAULT_CODEC_SIG`` = phase 5), 24 epochs.
+13. the LM fine-tuned on the family-balanced dataset (``AUDIOCRAFT_DEFAULT_LM_SIG`` = stage 12):
+    learning rate 5e-4, 12 epochs. The LM renders through phase 11's decoder: phases 6-11 do
+    not change the codes.
 
 Phases 1-3 read the 7 h dataset (``scripts/make_music_dataset.py --hours 7 --seed 0``), phases 4-5
 and stage 7 the 20 h one (``--hours 20 --seed 0``: the same clips in the same splits, and more),
-phase 6 and stage 8 the balanced one (``--hours 30 --seed 0 --balance-families``). Point
+phases 6-11 and stage 13 the balanced one (``--hours 30 --seed 0 --balance-families``). Point
 $AUDIOCRAFT_MUSIC21_GM (default data/music21_gm) at the right one for each stage; the data folder
 is not part of a signature. The compression solver has no learning-rate schedule, so
 ``optim.epochs`` only says where each phase stopped. The shipped files are written by
-``python -m audiocraft.solvers.musicgen export <stage 8 signature> audiocraft/assets/default_model
---compression-model //sig/<phase 6 signature> --compression-float16``. See docs/DEFAULT_MODEL.md for
+``python -m audiocraft.solvers.musicgen export <stage 13 signature> audiocraft/assets/default_model
+--compression-model //sig/<phase 11 signature> --compression-float16``. See docs/DEFAULT_MODEL.md for
 what each stage measured.
 """
 import os
@@ -47,6 +60,12 @@ QUANTIZER = {"rvq.n_q": 4, "rvq.bins": 2048, "rvq.kmeans_iters": 25}
 PHASE5 = {**ADVERSARIAL_DECODER, **QUANTIZER, "+reinit": ["quantizer"], "+quantizer_init_batches": 750,
           "optim.epochs": 8}
 PHASE6 = {**ADVERSARIAL_DECODER, **QUANTIZER, "optim.epochs": 10}
+WIDE_DECODER = {"+seanet.decoder.n_filters": 48, "+freeze": ["encoder", "quantizer"], **QUANTIZER}
+PHASE7 = {**WIDE_DECODER, "+reinit": ["decoder"], "optim.epochs": 8}
+PHASE8 = {**WIDE_DECODER, **PHASE3, "optim.epochs": 4}
+PHASE9 = {**ADVERSARIAL_DECODER, **WIDE_DECODER, "+freeze": ["encoder", "quantizer", "decoder"], "optim.epochs": 2}
+PHASE10 = {**ADVERSARIAL_DECODER, **WIDE_DECODER, "optim.epochs": 12}
+PHASE11 = {**PHASE10, "optim.epochs": 12}
 LM = "musicgen/default_model_16khz"
 LM_FINE_TUNE = {"optim.lr": 5e-4, "optim.epochs": 12}
 
@@ -60,10 +79,17 @@ def explorer(launcher):
         previous = os.environ.get(variable)
         if previous:
             launcher(solver=CODEC, continue_from=f"//sig/{previous}", **phase)
-    phase5 = os.environ.get("AUDIOCRAFT_DEFAULT_CODEC_SIG5")
-    if phase5:
-        source = f"//sig/{phase5}"  # its weights and its trained discriminator
-        launcher(solver=CODEC, continue_from=source, **PHASE6, **{"+adversaries_from": source})
+    for variable, phase, previous_discriminator in (("AUDIOCRAFT_DEFAULT_CODEC_SIG5", PHASE6, True),
+                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG6", PHASE7, False),
+                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG7", PHASE8, False),
+                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG8", PHASE9, False),
+                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG9", PHASE10, True),
+                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG10", PHASE11, True)):
+        previous = os.environ.get(variable)
+        if previous:
+            source = f"//sig/{previous}"  # its weights, and with previous_discriminator its trained discriminator
+            extra = {"+adversaries_from": source} if previous_discriminator else {}
+            launcher(solver=CODEC, continue_from=source, **phase, **extra)
     codec_sig = os.environ.get("AUDIOCRAFT_DEFAULT_CODEC_SIG")
     if codec_sig:
         launcher(solver=LM, compression_model_checkpoint=f"//sig/{codec_sig}")

@@ -278,7 +278,7 @@ def test_compression_debug_grid_schedules_composable_experiments():
 def test_default_model_grid_stages_follow_the_signatures_given(monkeypatch):
     from audiocraft.grids import default_model
 
-    names = [f"AUDIOCRAFT_DEFAULT_CODEC_SIG{i}" for i in range(1, 6)] + ["AUDIOCRAFT_DEFAULT_CODEC_SIG",
+    names = [f"AUDIOCRAFT_DEFAULT_CODEC_SIG{i}" for i in range(1, 11)] + ["AUDIOCRAFT_DEFAULT_CODEC_SIG",
                                                                         "AUDIOCRAFT_DEFAULT_LM_SIG"]
     for name in names:
         monkeypatch.delenv(name, raising=False)
@@ -286,17 +286,17 @@ def test_default_model_grid_stages_follow_the_signatures_given(monkeypatch):
     default_model.explorer(launcher)
     assert len(launcher.calls) == 1  # only phase 1 until its signature is known
 
-    signatures = {f"AUDIOCRAFT_DEFAULT_CODEC_SIG{i}": f"aaaa000{i}" for i in range(1, 6)}
+    signatures = {f"AUDIOCRAFT_DEFAULT_CODEC_SIG{i}": f"aaaa{i:04d}" for i in range(1, 11)}
     signatures.update(AUDIOCRAFT_DEFAULT_CODEC_SIG="aaaa0005",  # the LMs are trained on phase 5's codes
-                      AUDIOCRAFT_DEFAULT_LM_SIG="aaaa0007")
+                      AUDIOCRAFT_DEFAULT_LM_SIG="aaaa0012")
     for name, signature in signatures.items():
         monkeypatch.setenv(name, signature)
     launcher = FakeLauncher()
     default_model.explorer(launcher)
     cfgs = [compose_config(launcher.overrides(call)) for call in launcher.calls]
-    assert [cfg.solver for cfg in cfgs] == ["compression"] * 6 + ["musicgen"] * 2
-    assert [cfg.continue_from for cfg in cfgs] == [None] + [f"//sig/aaaa000{i}" for i in range(1, 6)] + [
-        None, "//sig/aaaa0007"]
+    assert [cfg.solver for cfg in cfgs] == ["compression"] * 11 + ["musicgen"] * 2
+    assert [cfg.continue_from for cfg in cfgs] == [None] + [f"//sig/aaaa{i:04d}" for i in range(1, 11)] + [
+        None, "//sig/aaaa0012"]
     assert all(cfg.losses.mrstft == 2 for cfg in cfgs[1:6]) and "mrstft" not in cfgs[0].losses
     assert all(cfg.losses.sisnr == 0 and cfg.losses.l1 == 0.1 for cfg in cfgs[2:6])
     for adversarial in cfgs[3:6]:  # phases 4 to 6 train the decoder alone against a discriminator
@@ -306,8 +306,22 @@ def test_default_model_grid_stages_follow_the_signatures_given(monkeypatch):
     assert phase6.adversaries_from == "//sig/aaaa0005" and "reinit" not in phase6
     assert phase6.msstftd == cfgs[4].msstftd and phase6.adversarial == cfgs[4].adversarial  # the discriminator fits
     assert (phase6.rvq.n_q, phase6.rvq.bins) == (4, 2048)
-    for lm in cfgs[6:]:
+    # phases 7 to 11: a wider decoder on the same frozen encoder and quantizer (the same codes)
+    wide = cfgs[6:11]
+    assert all(cfg.seanet.decoder.n_filters == 48 and "n_filters" not in (cfg.seanet.get("encoder") or {})
+               for cfg in wide)
+    assert all((cfg.rvq.n_q, cfg.rvq.bins) == (4, 2048) and "reinit" not in cfg for cfg in wide[1:])
+    assert list(wide[0].reinit) == ["decoder"] and list(wide[0].freeze) == ["encoder", "quantizer"]
+    assert "mrstft" not in wide[0].losses and not list(wide[0].adversarial.adversaries)  # phase 1's losses
+    assert wide[1].losses.mrstft == 2 and wide[1].losses.sisnr == 0 and not list(wide[1].adversarial.adversaries)
+    assert list(wide[2].freeze) == ["encoder", "quantizer", "decoder"]  # the discriminator's warm-up
+    for cfg in wide[2:]:
+        assert cfg.msstftd == phase6.msstftd and cfg.adversarial == phase6.adversarial
+    assert "adversaries_from" not in wide[2]  # its discriminator starts afresh against the new decoder
+    assert [cfg.adversaries_from for cfg in wide[3:]] == ["//sig/aaaa0009", "//sig/aaaa0010"]
+    assert all(list(cfg.freeze) == ["encoder", "quantizer"] for cfg in wide[3:])
+    for lm in cfgs[11:]:
         assert lm.compression_model_checkpoint == "//sig/aaaa0005"
         assert (lm.transformer_lm.n_q, lm.transformer_lm.card) == (cfgs[4].rvq.n_q, cfgs[4].rvq.bins)
         assert list(lm.codebooks_pattern.delay.delays) == list(range(lm.transformer_lm.n_q))
-    assert cfgs[7].optim.lr == 5e-4 and cfgs[7].optim.epochs == 12 and cfgs[6].optim.epochs == 24
+    assert cfgs[12].optim.lr == 5e-4 and cfgs[12].optim.epochs == 12 and cfgs[11].optim.epochs == 24
