@@ -35,7 +35,7 @@ variable named below, run the grid again.
     not change the codes.
 
 Phases 1-3 read the 7 h dataset (``scripts/make_music_dataset.py --hours 7 --seed 0``), phases 4-5
-and stage 7 the 20 h one (``--hours 20 --seed 0``: the same clips in the same splits, and more),
+and stage 12 the 20 h one (``--hours 20 --seed 0``: the same clips in the same splits, and more),
 phases 6-11 and stage 13 the balanced one (``--hours 30 --seed 0 --balance-families``). Point
 $AUDIOCRAFT_MUSIC21_GM (default data/music21_gm) at the right one for each stage; the data folder
 is not part of a signature. The compression solver has no learning-rate schedule, so
@@ -74,12 +74,12 @@ LM_FINE_TUNE = {"optim.lr": 5e-4, "optim.epochs": 12}
 def explorer(launcher):
     launcher.slurm_(gpus=0)
     launcher(solver=CODEC, **{"optim.epochs": 12})
-    for variable, phase in (("AUDIOCRAFT_DEFAULT_CODEC_SIG1", PHASE2), ("AUDIOCRAFT_DEFAULT_CODEC_SIG2", PHASE3),
-                            ("AUDIOCRAFT_DEFAULT_CODEC_SIG3", PHASE4), ("AUDIOCRAFT_DEFAULT_CODEC_SIG4", PHASE5)):
-        previous = os.environ.get(variable)
-        if previous:
-            launcher(solver=CODEC, continue_from=f"//sig/{previous}", **phase)
-    for variable, phase, previous_discriminator in (("AUDIOCRAFT_DEFAULT_CODEC_SIG5", PHASE6, True),
+    # (signature variable of the stage before, options, whether to start from its trained discriminator)
+    for variable, phase, previous_discriminator in (("AUDIOCRAFT_DEFAULT_CODEC_SIG1", PHASE2, False),
+                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG2", PHASE3, False),
+                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG3", PHASE4, False),
+                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG4", PHASE5, False),
+                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG5", PHASE6, True),
                                                     ("AUDIOCRAFT_DEFAULT_CODEC_SIG6", PHASE7, False),
                                                     ("AUDIOCRAFT_DEFAULT_CODEC_SIG7", PHASE8, False),
                                                     ("AUDIOCRAFT_DEFAULT_CODEC_SIG8", PHASE9, False),
@@ -87,7 +87,7 @@ def explorer(launcher):
                                                     ("AUDIOCRAFT_DEFAULT_CODEC_SIG10", PHASE11, True)):
         previous = os.environ.get(variable)
         if previous:
-            source = f"//sig/{previous}"  # its weights, and with previous_discriminator its trained discriminator
+            source = f"//sig/{previous}"
             extra = {"+adversaries_from": source} if previous_discriminator else {}
             launcher(solver=CODEC, continue_from=source, **phase, **extra)
     codec_sig = os.environ.get("AUDIOCRAFT_DEFAULT_CODEC_SIG")
