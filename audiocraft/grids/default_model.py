@@ -74,18 +74,11 @@ LM_FINE_TUNE = {"optim.lr": 5e-4, "optim.epochs": 12}
 def explorer(launcher):
     launcher.slurm_(gpus=0)
     launcher(solver=CODEC, **{"optim.epochs": 12})
-    # (signature variable of the stage before, options, whether to start from its trained discriminator)
-    for variable, phase, previous_discriminator in (("AUDIOCRAFT_DEFAULT_CODEC_SIG1", PHASE2, False),
-                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG2", PHASE3, False),
-                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG3", PHASE4, False),
-                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG4", PHASE5, False),
-                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG5", PHASE6, True),
-                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG6", PHASE7, False),
-                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG7", PHASE8, False),
-                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG8", PHASE9, False),
-                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG9", PHASE10, True),
-                                                    ("AUDIOCRAFT_DEFAULT_CODEC_SIG10", PHASE11, True)):
-        previous = os.environ.get(variable)
+    # phase n + 1 starts from phase n (AUDIOCRAFT_DEFAULT_CODEC_SIG<n>); True: also from its trained discriminator
+    later_phases = [(PHASE2, False), (PHASE3, False), (PHASE4, False), (PHASE5, False), (PHASE6, True),
+                    (PHASE7, False), (PHASE8, False), (PHASE9, False), (PHASE10, True), (PHASE11, True)]
+    for number, (phase, previous_discriminator) in enumerate(later_phases, start=1):
+        previous = os.environ.get(f"AUDIOCRAFT_DEFAULT_CODEC_SIG{number}")
         if previous:
             source = f"//sig/{previous}"
             extra = {"+adversaries_from": source} if previous_discriminator else {}
