@@ -52,6 +52,7 @@ from ..models.pretrained import resolve_pretrained_name
 from ..modules.conditioners import ConditioningAttributes
 from ..modules.sampling import sample_token
 from ..quantization.base import QuantizedResult
+from ..quantization.vq import EuclideanCodebook
 from ..utils import checkpoint, distributed
 from . import builders
 from .base import StandardSolver, StepOutput
@@ -136,6 +137,13 @@ class CompressionSolver(StandardSolver):
         super().set_model_mode(training)
         for part in self.frozen:  # a frozen quantizer must not update its codebooks either
             getattr(self.model, part).eval()
+        if training and "quantizer" in self.frozen and "encoder" not in self.frozen:
+            # The encoder learns through the quantizer: its straight-through gradient and commitment loss
+            # exist in training mode only, so the quantizer trains and only its codebooks stay still.
+            self.model.quantizer.train()
+            for module in self.model.quantizer.modules():
+                if isinstance(module, EuclideanCodebook):
+                    module.eval()
 
     def build_dataloaders(self) -> None:
         self.dataloaders = builders.get_audio_datasets(self.cfg, dataset_type="audio")
@@ -400,7 +408,8 @@ def _frozen_parts(freeze: Any) -> list[str]:
     """The model parts named by the ``freeze`` option (a list, or one name), checked."""
     parts = _model_parts(freeze, "freeze")
     if "quantizer" in parts and "encoder" not in parts:
-        logger.warning("freeze=%s: the quantizer is frozen but the encoder trains, so the codes still change.", parts)
+        logger.warning("freeze=%s: the quantizer's codebooks are frozen but the encoder trains (through the "
+                       "straight-through estimator and the commitment loss), so the codes still change.", parts)
     return [part for part in _FREEZABLE if part in parts]
 
 

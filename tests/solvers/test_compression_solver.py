@@ -193,6 +193,27 @@ def test_frozen_encoder_and_quantizer_keep_the_codes(manifest, tmp_path):
     assert optimized == {id(p) for p in solver.model.decoder.parameters()}
 
 
+def test_frozen_quantizer_keeps_its_codebooks_while_the_encoder_learns_through_it(manifest, tmp_path):
+    """freeze=[quantizer] alone: the codebooks stay as they were, and the encoder still gets the straight-through
+    gradient and the commitment loss (a frozen quantizer in eval mode would pass no gradient at all)."""
+    _run(compose_config(debug_overrides(manifest, epochs=1, updates=2)), tmp_path / "first")
+    follow = compose_config(debug_overrides(manifest, epochs=1, updates=3)
+                            + [f"continue_from={tmp_path / 'first'}", "+freeze=[quantizer]", "optim.ema.use=false",
+                               "optim.lr=3e-3"])
+    seed_all(0)
+    solver = get_solver(follow, folder=tmp_path / "second")
+    solver.restore()
+    before = {key: value.clone() for key, value in solver.model.state_dict().items()}
+    solver.run()
+    after = solver.model.state_dict()
+    assert all(torch.equal(value, before[key]) for key, value in after.items() if key.startswith("quantizer."))
+    for part in ("encoder.", "decoder."):
+        assert any(not torch.equal(value, before[key]) for key, value in after.items() if key.startswith(part)), part
+    assert solver.history[-1]["train"]["penalty"] > 0  # the commitment loss reached the encoder
+    optimized = {id(p) for group in solver.optimizer.param_groups for p in group["params"]}
+    assert not optimized & {id(p) for p in solver.model.quantizer.parameters()}
+
+
 def test_decoder_trains_for_the_first_codebooks_only(manifest, tmp_path):
     """+active_codebooks=2 with the encoder and quantizer frozen: the model encodes and decodes with the first
     2 codebooks (the prefix of its full codes), and only the decoder learns."""
