@@ -18,6 +18,10 @@ A trained codec can get a new quantizer (other codebook count or size): ``contin
 ``+quantizer_init_batches=<N>`` fits its codebooks by k-means on the latents of N training batches before
 the first update (without it, on the first batch alone, as AudioCraft does: too few vectors for large
 codebooks). With ``+freeze=[encoder,quantizer]`` as well, the codes are then fixed and the decoder learns them.
+``+grow_quantizer=true`` keeps the codebooks of ``continue_from`` as the first ones of a residual quantizer
+with more of them (a larger ``rvq.n_q``, the same ``rvq.bins``), and fits only the added ones, on the residual
+the kept ones leave (``+quantizer_init_batches``): the codes of the first codebooks do not change, so an LM
+trained on them can be extended rather than retrained.
 ``+parts_from.<part>=<codec>`` takes that part from another codec of the same shapes (e.g. the decoder of the
 run the quantizer was fitted for). With every part frozen, a run changes no weights: it fits a new quantizer
 or puts parts together, and evaluates and saves the result (``optim.updates_per_epoch=1 optim.epochs=1``);
@@ -92,6 +96,11 @@ class CompressionSolver(StandardSolver):
             if value and not cfg.continue_from:
                 raise ValueError(f"{option}={value} replaces parts of the model that continue_from gives, but "
                                  "continue_from is not set.")
+        self.grow_quantizer = bool(cfg.get("grow_quantizer", False))
+        if self.grow_quantizer and (not cfg.continue_from or "quantizer" in self.reinit
+                                    or "quantizer" in self.parts_from):
+            raise ValueError("grow_quantizer=true adds codebooks after those of continue_from's quantizer: set "
+                             "continue_from, and drop +reinit=[quantizer] / +parts_from.quantizer.")
         self.quantizer_init_batches = cfg.get("quantizer_init_batches")
         if self.quantizer_init_batches is not None and not _whole_number_in(self.quantizer_init_batches, 1):
             raise ValueError(f"quantizer_init_batches={self.quantizer_init_batches!r}: give a number of training "
@@ -162,6 +171,9 @@ class CompressionSolver(StandardSolver):
         model = {}
         for part, (origin, weights) in origins.items():
             taken = {key: value for key, value in weights.items() if key.split(".")[0] == part}
+            if part == "quantizer" and self.grow_quantizer:
+                taken = _grown_quantizer_state(taken, {key: value for key, value in fresh.items()
+                                                       if key.split(".")[0] == part}, origin)
             if {key: value.shape for key, value in taken.items()} != \
                     {key: value.shape for key, value in fresh.items() if key.split(".")[0] == part}:
                 raise ValueError(f"{origin}: its {part} does not have this config's shapes (e.g. other rvq.n_q / "
@@ -402,6 +414,30 @@ def _warn_if_codebooks_churn(cfg: DictConfig, model: CompressionModel) -> None:
                        "under the threshold and be re-drawn at every step (the codebooks churn). Set it under "
                        "%.2g (or 0), train on larger batches, or freeze the quantizer (+freeze=[quantizer]).",
                        threshold, round(frames), int(bins), usage, usage / 4)
+
+
+def _grown_quantizer_state(kept: dict, fresh: dict, origin: str) -> dict:
+    """The quantizer state for ``grow_quantizer``: the codebooks of ``kept`` (state of a smaller residual quantizer)
+    as the first layers, the unfitted ones of ``fresh`` (this config's) after them."""
+    def layer(key: str) -> int | None:
+        parts = key.split(".")
+        return int(parts[3]) if parts[:3] == ["quantizer", "vq", "layers"] and parts[3].isdigit() else None
+
+    have = len({layer(key) for key in kept} - {None})
+    want = len({layer(key) for key in fresh} - {None})
+    if not 0 < have < want:
+        raise ValueError(f"grow_quantizer=true: {origin} has {have} codebooks and this config {want}; set rvq.n_q "
+                         f"larger than {have} (the codebooks to keep come first, the new ones after).")
+    grown = {}
+    for key, value in fresh.items():
+        index = layer(key)
+        source = kept.get(key) if index is None or index < have else value
+        if source is None or source.shape != value.shape:
+            raise ValueError(f"grow_quantizer=true: {origin}'s quantizer does not match this config at {key} (other "
+                             "rvq.bins or seanet.dimension?). Use the codec's rvq.bins and dimension.")
+        grown[key] = source
+    logger.info("Quantizer grown from %d to %d codebooks; codebooks %d-%d are new.", have, want, have + 1, want)
+    return grown
 
 
 def _frozen_parts(freeze: Any) -> list[str]:

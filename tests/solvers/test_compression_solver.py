@@ -214,6 +214,43 @@ def test_frozen_quantizer_keeps_its_codebooks_while_the_encoder_learns_through_i
     assert not optimized & {id(p) for p in solver.model.quantizer.parameters()}
 
 
+def test_grown_quantizer_keeps_the_first_codebooks_and_fits_the_new_ones_on_the_residual(manifest, tmp_path):
+    """+grow_quantizer=true with rvq.n_q 4 -> 6: the 4 codebooks of continue_from are kept (the first 4 codes of any
+    input stay the same), the 2 new ones are fitted on the residual and lower the quantization error."""
+    _run(compose_config(debug_overrides(manifest, epochs=1, updates=2)), tmp_path / "first")
+    first = CompressionSolver.model_from_checkpoint(tmp_path / "first").eval()
+    grown = compose_config(debug_overrides(manifest, epochs=1, updates=1)
+                           + [f"continue_from={tmp_path / 'first'}", "+grow_quantizer=true", "rvq.n_q=6",
+                              "+freeze=[encoder,quantizer]", "+quantizer_init_batches=4"])
+    solver = _run(grown, tmp_path / "grown")
+    model = solver.model.eval()
+    kept, new = first.state_dict(), model.state_dict()
+    for key, value in kept.items():
+        if key.startswith(("encoder.", "quantizer.")):
+            assert torch.equal(new[key], value), key
+    assert all(bool(layer.inited.item()) for layer in model.quantizer.vq.layers)
+    wav = torch.randn(2, 1, 8000)
+    with torch.no_grad():
+        codes = model.encode(wav)[0]
+        assert codes.shape[1] == 6 and torch.equal(codes[:, :4], first.encode(wav)[0])
+        latent = model.encoder(wav)
+        error = [(latent - model.quantizer.decode(codes[:, :k])).pow(2).mean().item() for k in (4, 6)]
+    assert error[1] < error[0]
+    too_few = compose_config(debug_overrides(manifest, epochs=1, updates=1)
+                             + [f"continue_from={tmp_path / 'first'}", "+grow_quantizer=true", "rvq.n_q=4"])
+    with pytest.raises(ValueError, match="set rvq.n_q larger than 4"):
+        get_solver(too_few, folder=tmp_path / "same").restore()
+    other_bins = compose_config(debug_overrides(manifest, epochs=1, updates=1)
+                                + [f"continue_from={tmp_path / 'first'}", "+grow_quantizer=true", "rvq.n_q=6",
+                                   "rvq.bins=16"])
+    with pytest.raises(ValueError, match="rvq.bins"):
+        get_solver(other_bins, folder=tmp_path / "bins").restore()
+    with pytest.raises(ValueError, match="drop \\+reinit"):
+        get_solver(compose_config(debug_overrides(manifest, epochs=1, updates=1)
+                                  + [f"continue_from={tmp_path / 'first'}", "+grow_quantizer=true", "rvq.n_q=6",
+                                     "+reinit=[quantizer]"]), folder=tmp_path / "both").build()
+
+
 def test_decoder_trains_for_the_first_codebooks_only(manifest, tmp_path):
     """+active_codebooks=2 with the encoder and quantizer frozen: the model encodes and decodes with the first
     2 codebooks (the prefix of its full codes), and only the decoder learns."""
