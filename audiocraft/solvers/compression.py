@@ -227,6 +227,7 @@ class CompressionSolver(StandardSolver):
                                  "on the first batch alone and never change. Add +quantizer_init_batches=<N> "
                                  "(e.g. 200) to fit them on that many training batches first.")
             return  # AudioCraft's behaviour: k-means on the first training batch
+        unfitted = sum(not bool(layer.inited.item()) for layer in layers)
         latents = []
         self.current_stage = "train"  # for _batches' error message on an empty loader
         for batch in self._batches(self.dataloaders["train"], self.quantizer_init_batches):
@@ -243,8 +244,8 @@ class CompressionSolver(StandardSolver):
         distributed.broadcast_module(quantizer)
         if self.ema is not None:
             self._init_ema()
-        logger.info("Fitted %d codebooks of %d entries on %d latent frames from %d training batches", len(layers),
-                    quantizer.codebook_size, frames.shape[1], len(latents))
+        logger.info("Fitted %d of %d codebooks of %d entries on %d latent frames from %d training batches", unfitted,
+                    len(layers), quantizer.codebook_size, frames.shape[1], len(latents))
 
     def show(self) -> None:
         super().show()

@@ -13,6 +13,10 @@ default) replace some batches by windows of their codes, for more sequence start
 ``continue_from=//pretrained/<name or folder>`` fine-tunes a released model: its LM (architecture,
 conditioners, weights) and its codec replace the config's (``default`` is the bundled model).
 ``lora.use=true`` trains LoRA adapters only (:mod:`audiocraft.models.lora`).
+``+grow_codebooks=true`` with ``continue_from=<run or LM file>`` over fewer codebooks than this config's
+``transformer_lm.n_q``: that LM's weights, its codebooks' embeddings and output layers first, and new
+ones for the added codebooks (embeddings at zero, so that at the start the LM predicts the first codebooks
+as before). For a codec grown the same way (the compression solver's ``+grow_quantizer=true``).
 
 Generate writes, per item of the generate split, text-conditioned, unconditional and continuation
 samples (``samples/epoch_<N>/{text,unconditional,continuation,reference}/``) made with the
@@ -213,6 +217,16 @@ class MusicGenSolver(StandardSolver):
         dataset = TokenCacheDataset(self.token_cache, int(train.batch_size), distributed.rank(),
                                     distributed.world_size())
         self._cache_loader = torch.utils.data.DataLoader(dataset, batch_size=None, collate_fn=identity_collate)
+
+    def _continue_from_best_state(self, source: str) -> dict:
+        state = super()._continue_from_best_state(source)
+        if not self.cfg.get("grow_codebooks"):
+            return state
+        if source.startswith(checkpoint.PRETRAINED_PREFIX):
+            raise ValueError("grow_codebooks=true takes the LM of a training run or an LM file "
+                             "(continue_from=<folder>/state_dict.bin), not //pretrained/ (which brings its own "
+                             "codec and codebook count).")
+        return {**state, "model": _grown_lm_state(state["model"], self.model.state_dict(), source)}
 
     def load_from_pretrained(self, name: str) -> dict:
         """The weights of the pretrained LM (already loaded by :meth:`build_model`, adapters included)."""
@@ -598,6 +612,37 @@ def _merged_over_processes(metric):
     for state in states:
         metric.merge(state)
     return metric
+
+
+def _grown_lm_state(kept: dict, fresh: dict, source: str) -> dict:
+    """The LM state for ``grow_codebooks``: ``kept`` (an LM over fewer codebooks) with the per-codebook embeddings
+    and output layers of the added codebooks taken from ``fresh`` (this config's LM), the embeddings zeroed."""
+    def codebook(key: str) -> int | None:
+        parts = key.split(".")
+        return int(parts[1]) if parts[0] in ("emb", "linears") and parts[1].isdigit() else None
+
+    have = len({codebook(key) for key in kept} - {None})
+    want = len({codebook(key) for key in fresh} - {None})
+    if not 0 < have < want:
+        raise ValueError(f"grow_codebooks=true: continue_from={source} has an LM over {have} codebooks and this "
+                         f"config {want}; set transformer_lm.n_q larger than {have} (and the codec's codebooks).")
+    unknown = sorted(set(kept) - set(fresh))
+    if unknown:
+        raise ValueError(f"grow_codebooks=true: continue_from={source} has weights this config's LM lacks "
+                         f"({unknown[:3]}); use its architecture options (transformer_lm, conditioners).")
+    grown = {}
+    for key, value in fresh.items():
+        index = codebook(key)
+        if index is not None and index >= have:
+            grown[key] = torch.zeros_like(value) if key.startswith("emb.") else value
+            continue
+        if key not in kept or kept[key].shape != value.shape:
+            raise ValueError(f"grow_codebooks=true: continue_from={source} does not match this config's LM at {key} "
+                             "(other width, card or conditioners?); use its architecture options.")
+        grown[key] = kept[key]
+    logger.info("LM grown from %d to %d codebooks; the embeddings of codebooks %d-%d start at zero.",
+                have, want, have + 1, want)
+    return grown
 
 
 def _lora_options(cfg: DictConfig) -> dict:

@@ -382,6 +382,28 @@ class ToyClassifier:
         return torch.stack([loud, 1 - loud], dim=-1)
 
 
+def test_lm_grows_to_more_codebooks_keeping_what_it_learned(manifest, tmp_path):
+    """+grow_codebooks=true: an LM over the codec's first 2 codebooks continues as one over all 4; its weights are
+    kept, the new codebooks' embeddings start at zero (the first codebooks' predictions do not move) and it trains."""
+    small = ["compression_model_n_q=2", "transformer_lm.n_q=2"]
+    first = _solver(_overrides(manifest, epochs=1, updates=1, generate=False) + small, tmp_path / "first")
+    first.run()
+    kept = checkpoint.load_checkpoint(tmp_path / "first" / "checkpoint.th", trust_pickle=True)["best_state"]["model"]
+    grown = _solver(_overrides(manifest, epochs=1, updates=1, generate=False)
+                    + [f"continue_from={tmp_path / 'first'}", "+grow_codebooks=true"], tmp_path / "grown")
+    grown.restore()
+    state = grown.model.state_dict()
+    assert [key for key, value in kept.items() if not torch.equal(state[key], value)] == []
+    assert not state["emb.2.weight"].any() and not state["emb.3.weight"].any()
+    assert state["linears.3.weight"].abs().sum() > 0
+    grown.run()
+    assert len(grown.history) == 1
+    same = _solver(_overrides(manifest, epochs=1, updates=1, generate=False) + small
+                   + [f"continue_from={tmp_path / 'first'}", "+grow_codebooks=true"], tmp_path / "same")
+    with pytest.raises(ValueError, match="set transformer_lm.n_q larger than 2"):
+        same.restore()
+
+
 def test_evaluation_metrics_follow_the_config(manifest, caplog):
     from audiocraft.metrics import ClassifierTextConsistency, FrechetAudioDistance, KLDivergence, MelStatisticsEmbedder
     from audiocraft.solvers.musicgen import get_generation_metrics
