@@ -113,11 +113,12 @@ class CompressionSolver(StandardSolver):
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = builders.get_optimizer(trainable, cfg.optim) if trainable else None
         self.adv_losses = builders.get_adversarial_losses(cfg, self.device)
-        if set(self.frozen) == set(_FREEZABLE) and not (self.reinit or self.parts_from or self.adv_losses):
+        if set(self.frozen) == set(_FREEZABLE) and not (self.reinit or self.parts_from or self.adv_losses
+                                                          or self.grow_quantizer):
             raise ValueError("freeze lists every part of the model: nothing would be trained. (Freezing every "
-                             "part is for runs that only fit a new quantizer (+reinit=[quantizer]), take "
-                             "parts from other codecs (+parts_from.<part>=...) or train the discriminators "
-                             "alone (adversarial.adversaries=[...]).)")
+                             "part is for runs that only fit a new quantizer (+reinit=[quantizer] or "
+                             "+grow_quantizer=true), take parts from other codecs (+parts_from.<part>=...) or train "
+                             "the discriminators alone (adversarial.adversaries=[...]).)")
         self.adversaries_from = cfg.get("adversaries_from")
         if self.adversaries_from and not self.adv_losses:
             raise ValueError(f"adversaries_from={self.adversaries_from}: this config trains no discriminator "
