@@ -80,6 +80,32 @@ def as_dict(cfg: Any, what: str) -> dict:
 
 # ============================================================================ solvers
 
+def grown_state(kept: Mapping[str, torch.Tensor], fresh: Mapping[str, torch.Tensor], index_of, option: str,
+                 count_hint: str, shape_hint: str, added=lambda key, value: value) -> tuple[dict, int, int]:
+    """A state of this config's model (``fresh``) that takes everything from ``kept`` (a model with fewer
+    numbered parts: codebooks) and only the added parts from ``fresh``, through ``added(key, value)``.
+
+    ``index_of(key)`` is the part number of a key, or None for the keys shared by all. Returns
+    ``(state, kept count, new count)``; raises a ValueError naming ``option`` and the hints when ``kept`` has no
+    fewer parts, or does not match ``fresh`` elsewhere.
+    """
+    have = len({index_of(key) for key in kept} - {None})
+    want = len({index_of(key) for key in fresh} - {None})
+    if not 0 < have < want:
+        raise ValueError(f"{option}: the model to continue has {have} codebooks and this config {want}; "
+                         f"{count_hint} larger than {have} (the kept codebooks come first, the new ones after).")
+    state = {}
+    for key in sorted(set(kept) | set(fresh)):
+        index = index_of(key)
+        if key in fresh and index is not None and index >= have:
+            state[key] = added(key, fresh[key])
+        elif key in fresh and key in kept and kept[key].shape == fresh[key].shape:
+            state[key] = kept[key]
+        else:
+            raise ValueError(f"{option}: the model to continue does not match this config at {key}; {shape_hint}")
+    return state, have, want
+
+
 def get_solver(cfg: DictConfig, folder: str | Path | None = None) -> "StandardSolver":
     """Instantiate the solver named by ``cfg.solver`` (not built yet: ``run()`` / ``restore()`` build it).
 

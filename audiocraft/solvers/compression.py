@@ -425,19 +425,9 @@ def _grown_quantizer_state(kept: dict, fresh: dict, origin: str) -> dict:
         parts = key.split(".")
         return int(parts[3]) if parts[:3] == ["quantizer", "vq", "layers"] and parts[3].isdigit() else None
 
-    have = len({layer(key) for key in kept} - {None})
-    want = len({layer(key) for key in fresh} - {None})
-    if not 0 < have < want:
-        raise ValueError(f"grow_quantizer=true: {origin} has {have} codebooks and this config {want}; set rvq.n_q "
-                         f"larger than {have} (the codebooks to keep come first, the new ones after).")
-    grown = {}
-    for key, value in fresh.items():
-        index = layer(key)
-        source = kept.get(key) if index is None or index < have else value
-        if source is None or source.shape != value.shape:
-            raise ValueError(f"grow_quantizer=true: {origin}'s quantizer does not match this config at {key} (other "
-                             "rvq.bins or seanet.dimension?). Use the codec's rvq.bins and dimension.")
-        grown[key] = source
+    grown, have, want = builders.grown_state(
+        kept, fresh, layer, f"grow_quantizer=true ({origin})", "set rvq.n_q",
+        "use the codec's rvq.bins and seanet.dimension.")
     logger.info("Quantizer grown from %d to %d codebooks; codebooks %d-%d are new.", have, want, have + 1, want)
     return grown
 

@@ -621,25 +621,11 @@ def _grown_lm_state(kept: dict, fresh: dict, source: str) -> dict:
         parts = key.split(".")
         return int(parts[1]) if parts[0] in ("emb", "linears") and parts[1].isdigit() else None
 
-    have = len({codebook(key) for key in kept} - {None})
-    want = len({codebook(key) for key in fresh} - {None})
-    if not 0 < have < want:
-        raise ValueError(f"grow_codebooks=true: continue_from={source} has an LM over {have} codebooks and this "
-                         f"config {want}; set transformer_lm.n_q larger than {have} (and the codec's codebooks).")
-    unknown = sorted(set(kept) - set(fresh))
-    if unknown:
-        raise ValueError(f"grow_codebooks=true: continue_from={source} has weights this config's LM lacks "
-                         f"({unknown[:3]}); use its architecture options (transformer_lm, conditioners).")
-    grown = {}
-    for key, value in fresh.items():
-        index = codebook(key)
-        if index is not None and index >= have:
-            grown[key] = torch.zeros_like(value) if key.startswith("emb.") else value
-            continue
-        if key not in kept or kept[key].shape != value.shape:
-            raise ValueError(f"grow_codebooks=true: continue_from={source} does not match this config's LM at {key} "
-                             "(other width, card or conditioners?); use its architecture options.")
-        grown[key] = kept[key]
+    grown, have, want = builders.grown_state(
+        kept, fresh, codebook, f"grow_codebooks=true (continue_from={source})",
+        "set transformer_lm.n_q",
+        "use its architecture options (transformer_lm width, card, conditioners).",
+        added=lambda key, value: torch.zeros_like(value) if key.startswith("emb.") else value)
     logger.info("LM grown from %d to %d codebooks; the embeddings of codebooks %d-%d start at zero.",
                 have, want, have + 1, want)
     return grown
